@@ -1,0 +1,288 @@
+//! Average pooling (SEMANTICS.md, "Average pooling"). Three schemes:
+//! - 8/16-bit integers, 2x2 and 2x2x2 families, not sparse: tinybrain's shifted
+//!   accumulator, including the precision it drops once per cycle of mips;
+//! - exact weighted means (32/64-bit integers in i128, floats in f64, and every sparse
+//!   average): a running (sum, count) per voxel, rendered as sum / count;
+//! - any other factor: the clipped mean of the previous mip, carried in f64.
+
+use std::ops::AddAssign;
+
+use ndarray::{ArrayViewD, ArrayViewMutD};
+
+use crate::dtype::{AveragingClass, Element};
+use crate::engine::{fill_output, map_level, reduce_level, Edge, Source, Window};
+use crate::error::{bail, Result};
+use crate::kernels::Sum;
+use crate::shape::{family, pad_dims, Dims, Family, MAX_NDIM};
+
+pub(crate) fn downsample<T: Element>(
+    input: &ArrayViewD<'_, T>,
+    factor: &[usize],
+    sparse: bool,
+    outputs: &mut [ArrayViewMutD<'_, T>],
+) -> Result<()> {
+    let fam = family(factor);
+    let factor = pad_dims(factor);
+    let in_family = matches!(fam, Family::TwoByTwo(_) | Family::TwoByTwoByTwo(_));
+    let edge = if in_family { Edge::Replicate } else { Edge::Clip };
+    match (in_family, sparse, T::AVERAGING) {
+        (true, false, AveragingClass::NarrowInt) => {
+            shifted_accumulator(input, &factor, cadence::<T>(fam), outputs);
+            Ok(())
+        }
+        (_, true, AveragingClass::NarrowInt | AveragingClass::WideInt) | (true, false, AveragingClass::WideInt) => {
+            check_i128_headroom::<T>(input.shape(), &factor, edge, outputs.len())?;
+            exact_mean::<T, i128>(input, &factor, edge, sparse, outputs);
+            Ok(())
+        }
+        (_, true, AveragingClass::Float) | (true, false, AveragingClass::Float) => {
+            exact_mean::<T, f64>(input, &factor, edge, sparse, outputs);
+            Ok(())
+        }
+        (false, false, _) => {
+            mean_of_means(input, &factor, outputs);
+            Ok(())
+        }
+    }
+}
+
+/// (mips per cycle, shift bits per mip): mip m is rendered as acc >> bits*((m % cycle) + 1).
+fn cadence<T: Element>(fam: Family) -> (usize, u32) {
+    match (fam, T::BITS) {
+        (Family::TwoByTwo(_), _) => (4, 2),
+        (_, 8) => (8, 3),
+        _ => (5, 3),
+    }
+}
+
+/// Division by 2^shift, truncated toward zero as tinybrain renders signed sums.
+#[inline(always)]
+fn shift_toward_zero(acc: i64, shift: u32) -> i64 {
+    if acc < 0 {
+        -((-acc) >> shift)
+    } else {
+        acc >> shift
+    }
+}
+
+/// tinybrain's multi-mip scheme: the accumulator is never divided, only shifted when a
+/// mip is rendered, and itself shifted (floored) after the last mip of each cycle.
+/// Replicate padding is applied at every level, including on axes of size 1.
+fn shifted_accumulator<T: Element>(
+    input: &ArrayViewD<'_, T>,
+    factor: &Dims,
+    (cycle, bits): (usize, u32),
+    outputs: &mut [ArrayViewMutD<'_, T>],
+) {
+    let window = Window::pooling(factor, Edge::Replicate);
+    let widen = |v: T| v.to_i128() as i64;
+    let keep = |a: i64| a;
+
+    let src = Source::from_view(input);
+    let mut shape = window.output_shape(&src.shape);
+    let mut acc = vec![0i64; volume(&shape)];
+    reduce_level(src, &window, Sum::new(widen, keep), &mut acc);
+
+    let num_mips = outputs.len();
+    for (mip, out) in outputs.iter_mut().enumerate() {
+        let shift = bits * ((mip % cycle) as u32 + 1);
+        fill_output(out, |out| {
+            map_level(&acc, out, |&a| T::from_i128(shift_toward_zero(a, shift) as i128))
+        });
+        if mip + 1 == num_mips {
+            break;
+        }
+        if mip % cycle == cycle - 1 {
+            acc.iter_mut().for_each(|a| *a >>= shift);
+        }
+        let next_shape = window.output_shape(&shape);
+        let mut next = vec![0i64; volume(&next_shape)];
+        reduce_level(
+            Source::from_fortran(&acc, &shape),
+            &window,
+            Sum::new(keep, keep),
+            &mut next,
+        );
+        acc = next;
+        shape = next_shape;
+    }
+}
+
+/// A running (sum, count); a level of these is a level of exact means.
+#[derive(Clone, Copy, Default, Debug)]
+struct Weighted<A> {
+    sum: A,
+    count: A,
+}
+
+impl<A: AddAssign> AddAssign for Weighted<A> {
+    #[inline(always)]
+    fn add_assign(&mut self, other: Self) {
+        self.sum += other.sum;
+        self.count += other.count;
+    }
+}
+
+/// The accumulator types of exact means: i128 for integers, f64 for floats.
+trait MeanAccumulator: Copy + Default + Send + Sync + AddAssign + 'static {
+    const ONE: Self;
+    fn from_element<T: Element>(v: T) -> Self;
+    /// sum / count in the output type; 0 when the count is 0 (an all-zero sparse window).
+    fn render<T: Element>(w: Weighted<Self>) -> T;
+}
+
+impl MeanAccumulator for i128 {
+    const ONE: Self = 1;
+    #[inline(always)]
+    fn from_element<T: Element>(v: T) -> Self {
+        v.to_i128()
+    }
+    #[inline(always)]
+    fn render<T: Element>(w: Weighted<Self>) -> T {
+        if w.count == 0 {
+            T::default()
+        } else {
+            T::from_i128(w.sum / w.count)
+        }
+    }
+}
+
+impl MeanAccumulator for f64 {
+    const ONE: Self = 1.0;
+    #[inline(always)]
+    fn from_element<T: Element>(v: T) -> Self {
+        v.to_f64()
+    }
+    #[inline(always)]
+    fn render<T: Element>(w: Weighted<Self>) -> T {
+        if w.count == 0.0 {
+            T::default()
+        } else {
+            T::from_f64(w.sum / w.count)
+        }
+    }
+}
+
+/// The window of one level of exact means. An axis of size 1 would only be replicated
+/// onto itself, which scales sum and count alike: it is left out so the counts (and
+/// i128 sums) stay bounded by the real volume, however many mips are asked for.
+fn exact_window(factor: &Dims, shape: &Dims, edge: Edge) -> Window {
+    let mut window = Window::pooling(factor, edge);
+    for axis in 0..MAX_NDIM {
+        if shape[axis] == 1 {
+            window.extent[axis] = 1;
+        }
+    }
+    window
+}
+
+fn exact_mean<T: Element, A: MeanAccumulator>(
+    input: &ArrayViewD<'_, T>,
+    factor: &Dims,
+    edge: Edge,
+    sparse: bool,
+    outputs: &mut [ArrayViewMutD<'_, T>],
+) {
+    let weigh = move |v: T| {
+        if sparse && v.is_zero() {
+            Weighted::default()
+        } else {
+            Weighted {
+                sum: A::from_element(v),
+                count: A::ONE,
+            }
+        }
+    };
+    let keep = |w: Weighted<A>| w;
+
+    let src = Source::from_view(input);
+    let window = exact_window(factor, &src.shape, edge);
+    let mut shape = window.output_shape(&src.shape);
+    let mut level = vec![Weighted::<A>::default(); volume(&shape)];
+    reduce_level(src, &window, Sum::new(weigh, keep), &mut level);
+
+    let num_mips = outputs.len();
+    for (mip, out) in outputs.iter_mut().enumerate() {
+        fill_output(out, |out| map_level(&level, out, |&w| A::render::<T>(w)));
+        if mip + 1 == num_mips {
+            break;
+        }
+        let window = exact_window(factor, &shape, edge);
+        let next_shape = window.output_shape(&shape);
+        let mut next = vec![Weighted::<A>::default(); volume(&next_shape)];
+        reduce_level(
+            Source::from_fortran(&level, &shape),
+            &window,
+            Sum::new(keep, keep),
+            &mut next,
+        );
+        level = next;
+        shape = next_shape;
+    }
+}
+
+/// Refuses the (absurdly large) pyramids whose i128 sums could overflow, before any write.
+fn check_i128_headroom<T: Element>(shape: &[usize], factor: &Dims, edge: Edge, num_mips: usize) -> Result<()> {
+    let mut shape = pad_dims(shape);
+    let mut weight_bits = 0f64;
+    for _ in 0..num_mips {
+        let window = exact_window(factor, &shape, edge);
+        for axis in 0..MAX_NDIM {
+            weight_bits += (window.extent[axis].min(match edge {
+                Edge::Clip => shape[axis],
+                Edge::Replicate => usize::MAX,
+            }) as f64)
+                .log2();
+        }
+        let next = window.output_shape(&shape);
+        if next == shape {
+            break;
+        }
+        shape = next;
+    }
+    if weight_bits + T::BITS as f64 > 126.0 {
+        bail!(
+            Unsupported,
+            "averaging {num_mips} mips of this shape could overflow the 128-bit accumulator"
+        );
+    }
+    Ok(())
+}
+
+/// Any other factor: each mip is the clipped mean of the previous one, carried in f64.
+fn mean_of_means<T: Element>(input: &ArrayViewD<'_, T>, factor: &Dims, outputs: &mut [ArrayViewMutD<'_, T>]) {
+    let window = Window::pooling(factor, Edge::Clip);
+    let mean = |w: Weighted<f64>| w.sum / w.count;
+
+    let src = Source::from_view(input);
+    let mut shape = window.output_shape(&src.shape);
+    let mut level = vec![0f64; volume(&shape)];
+    let weigh = |v: T| Weighted {
+        sum: v.to_f64(),
+        count: 1.0,
+    };
+    reduce_level(src, &window, Sum::new(weigh, mean), &mut level);
+
+    let num_mips = outputs.len();
+    for (mip, out) in outputs.iter_mut().enumerate() {
+        fill_output(out, |out| map_level(&level, out, |&v| T::from_f64(v)));
+        if mip + 1 == num_mips {
+            break;
+        }
+        let next_shape = window.output_shape(&shape);
+        let mut next = vec![0f64; volume(&next_shape)];
+        let weigh = |v: f64| Weighted { sum: v, count: 1.0 };
+        reduce_level(
+            Source::from_fortran(&level, &shape),
+            &window,
+            Sum::new(weigh, mean),
+            &mut next,
+        );
+        level = next;
+        shape = next_shape;
+    }
+}
+
+fn volume(shape: &Dims) -> usize {
+    shape.iter().product()
+}

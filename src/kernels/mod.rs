@@ -1,0 +1,72 @@
+//! One file per method. Each kernel says what a window is and how to reduce it; the
+//! loop over voxels, edges and threads lives in [`crate::engine`].
+
+pub(crate) mod average;
+pub(crate) mod minmax;
+pub(crate) mod mode;
+pub(crate) mod stride;
+
+use ndarray::{ArrayViewD, ArrayViewMutD};
+
+use crate::dtype::Element;
+use crate::engine::{fill_output, reduce_level, Reducer, Source, Window};
+use crate::shape::Dims;
+
+/// Builds the pyramid of methods whose mip k+1 is a function of mip k alone
+/// (mode, min, max, striding): each mip is read back from the previous output.
+pub(crate) fn pyramid_from_previous_mip<T, R>(
+    input: &ArrayViewD<'_, T>,
+    outputs: &mut [ArrayViewMutD<'_, T>],
+    window_for: impl Fn(&Dims) -> Window,
+    reducer: R,
+) where
+    T: Element,
+    R: Reducer<T, Output = T>,
+{
+    for mip in 0..outputs.len() {
+        let (done, rest) = outputs.split_at_mut(mip);
+        let previous = match done.last() {
+            Some(view) => view.view(),
+            None => input.view(),
+        };
+        let src = Source::from_view(&previous);
+        let window = window_for(&src.shape);
+        fill_output(&mut rest[0], |out| reduce_level(src, &window, reducer.clone(), out));
+    }
+}
+
+/// A reducer that converts each value, adds them up, and maps the total.
+#[derive(Clone)]
+pub(crate) struct Sum<A, Convert, Finish> {
+    total: A,
+    convert: Convert,
+    finish: Finish,
+}
+
+impl<A: Default, Convert, Finish> Sum<A, Convert, Finish> {
+    pub fn new(convert: Convert, finish: Finish) -> Self {
+        Sum {
+            total: A::default(),
+            convert,
+            finish,
+        }
+    }
+}
+
+impl<S, A, Out, Convert, Finish> Reducer<S> for Sum<A, Convert, Finish>
+where
+    A: Copy + Default + Send + Sync + std::ops::AddAssign,
+    Out: Send,
+    Convert: Fn(S) -> A + Clone + Send + Sync,
+    Finish: Fn(A) -> Out + Clone + Send + Sync,
+{
+    type Output = Out;
+    #[inline(always)]
+    fn push(&mut self, value: S) {
+        self.total += (self.convert)(value);
+    }
+    #[inline(always)]
+    fn finish(&mut self) -> Out {
+        (self.finish)(std::mem::take(&mut self.total))
+    }
+}
