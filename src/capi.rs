@@ -67,7 +67,8 @@ pub enum tb_dtype {
 pub const TB_SPARSE: u32 = 1;
 
 /// The largest ndim the library accepts.
-pub const TB_MAX_NDIM: usize = MAX_NDIM;
+pub const TB_MAX_NDIM: usize = 8;
+const _: () = assert!(TB_MAX_NDIM == MAX_NDIM);
 
 impl From<ErrorKind> for tb_status {
     fn from(kind: ErrorKind) -> Self {
@@ -316,9 +317,8 @@ struct Request {
     outputs: Vec<RawArray>,
 }
 
-#[allow(clippy::too_many_arguments)]
-unsafe fn validate(
-    method: Method,
+/// The input-side arguments every downsampling entry point takes, as the caller gave them.
+struct CallArgs {
     input: *const c_void,
     dtype: i32,
     ndim: usize,
@@ -327,8 +327,19 @@ unsafe fn validate(
     factor: *const usize,
     num_mips: usize,
     flags: u32,
-    outputs: OutputSpec,
-) -> Result<Request> {
+}
+
+unsafe fn validate(method: Method, args: CallArgs, outputs: OutputSpec) -> Result<Request> {
+    let CallArgs {
+        input,
+        dtype,
+        ndim,
+        shape,
+        strides,
+        factor,
+        num_mips,
+        flags,
+    } = args;
     let dtype = dtype_from_code(dtype)?;
     check_ndim(ndim)?;
     if input.is_null() {
@@ -421,10 +432,28 @@ fn execute<T: Element>(method: Method, request: &Request) -> Result<()> {
     downsample_into(method, input, &request.factor, request.sparse, &mut outputs)
 }
 
-#[allow(clippy::too_many_arguments)]
-unsafe fn run(
-    function: &str,
-    method: Method,
+unsafe fn run(function: &str, method: Method, args: CallArgs, outputs: OutputSpec) -> i32 {
+    boundary(function, || {
+        // SAFETY: forwarded caller contract of the exported function.
+        let request = unsafe { validate(method, args, outputs)? };
+        dispatch_dtype!(request.dtype, T => execute::<T>(method, &request))
+    })
+}
+
+/// Average pooling (tinybrain's downsample_with_averaging). Flags: TB_SPARSE leaves zeros
+/// out of the mean.
+///
+/// `input` points to element (0, 0, ...) of an array of `ndim` axes (axis 0 first) with
+/// sizes `shape` and `strides` in elements (any sign; NULL = Fortran-contiguous, axis 0
+/// fastest). `factor` holds `ndim` factors >= 1. `outputs` holds `num_mips`
+/// caller-allocated buffers, mip 1 first, of the input's dtype and the shapes
+/// `tb_mip_shape` gives; `output_strides` is NULL (all Fortran-contiguous) or holds
+/// `num_mips` entries, each NULL or `ndim` strides. No pointer is kept after the call.
+///
+/// Returns TB_OK, or an error status with nothing written (see `tb_status`);
+/// `tb_last_error_message` then names the offending argument.
+#[no_mangle]
+pub unsafe extern "C" fn tb_downsample_with_averaging(
     input: *const c_void,
     dtype: i32,
     ndim: usize,
@@ -433,109 +462,387 @@ unsafe fn run(
     factor: *const usize,
     num_mips: usize,
     flags: u32,
-    outputs: OutputSpec,
+    outputs: *const *mut c_void,
+    output_strides: *const *const isize,
 ) -> i32 {
-    boundary(function, || {
-        // SAFETY: forwarded caller contract of the exported function.
-        let request = unsafe {
-            validate(
-                method, input, dtype, ndim, shape, strides, factor, num_mips, flags, outputs,
-            )?
-        };
-        dispatch_dtype!(request.dtype, T => execute::<T>(method, &request))
-    })
-}
-
-macro_rules! export_method {
-    ($(#[$doc:meta])* $name:ident, $packed:ident, $method:expr) => {
-        $(#[$doc])*
-        ///
-        /// Arguments: `input` points to element (0, 0, ...) of an array of `ndim` axes
-        /// (axis 0 first) with sizes `shape` and `strides` in elements (any sign; NULL
-        /// means Fortran-contiguous, axis 0 fastest). `factor` holds `ndim` factors >= 1.
-        /// `outputs` holds `num_mips` caller-allocated buffers, mip 1 first, each of the
-        /// input's dtype and of the shape `tb_mip_shape` gives; `output_strides` is NULL
-        /// (all Fortran-contiguous) or holds `num_mips` entries, each NULL or `ndim`
-        /// strides. No pointer is kept after the call returns.
-        ///
-        /// Returns TB_OK, or an error status with nothing written: TB_ERR_NULL_POINTER,
-        /// TB_ERR_DTYPE, TB_ERR_SHAPE, TB_ERR_FACTOR, TB_ERR_STRIDES, TB_ERR_OUTPUT,
-        /// TB_ERR_OVERLAP, TB_ERR_UNSUPPORTED, TB_ERR_OUT_OF_MEMORY, TB_ERR_INTERNAL;
-        /// `tb_last_error_message` then says which argument was wrong.
-        #[no_mangle]
-        pub unsafe extern "C" fn $name(
-            input: *const c_void,
-            dtype: i32,
-            ndim: usize,
-            shape: *const usize,
-            strides: *const isize,
-            factor: *const usize,
-            num_mips: usize,
-            flags: u32,
-            outputs: *const *mut c_void,
-            output_strides: *const *const isize,
-        ) -> i32 {
-            let spec = OutputSpec::PerMip { outputs, output_strides };
-            // SAFETY: the caller upholds the contract documented above.
-            unsafe { run(stringify!($name), $method, input, dtype, ndim, shape, strides, factor, num_mips, flags, spec) }
-        }
-
-        $(#[$doc])*
-        ///
-        /// Packed variant: all `num_mips` mips are written one after another (mip 1
-        /// first), each Fortran-contiguous, into the single buffer `output` of
-        /// `tb_pyramid_len` elements. Other arguments and statuses as the unpacked call.
-        #[no_mangle]
-        pub unsafe extern "C" fn $packed(
-            input: *const c_void,
-            dtype: i32,
-            ndim: usize,
-            shape: *const usize,
-            strides: *const isize,
-            factor: *const usize,
-            num_mips: usize,
-            flags: u32,
-            output: *mut c_void,
-        ) -> i32 {
-            let spec = OutputSpec::Packed(output);
-            // SAFETY: the caller upholds the contract documented above.
-            unsafe { run(stringify!($packed), $method, input, dtype, ndim, shape, strides, factor, num_mips, flags, spec) }
-        }
+    let spec = OutputSpec::PerMip {
+        outputs,
+        output_strides,
     };
+    let args = CallArgs {
+        input,
+        dtype,
+        ndim,
+        shape,
+        strides,
+        factor,
+        num_mips,
+        flags,
+    };
+    // SAFETY: the caller upholds the contract documented above.
+    unsafe { run("tb_downsample_with_averaging", Method::Average, args, spec) }
 }
 
-export_method!(
-    /// Average pooling (tinybrain's downsample_with_averaging). Flags: TB_SPARSE leaves
-    /// zeros out of the mean.
-    tb_downsample_with_averaging,
-    tb_downsample_with_averaging_packed,
-    Method::Average
-);
-export_method!(
-    /// Mode pooling of segmentation labels (tinybrain's downsample_segmentation). Flags:
-    /// TB_SPARSE makes 0 background.
-    tb_downsample_segmentation,
-    tb_downsample_segmentation_packed,
-    Method::Mode
-);
-export_method!(
-    /// Min pooling over clipped windows; NaN propagates. Flags must be 0.
-    tb_downsample_with_min_pooling,
-    tb_downsample_with_min_pooling_packed,
-    Method::Min
-);
-export_method!(
-    /// Max pooling over clipped windows; NaN propagates. Flags must be 0.
-    tb_downsample_with_max_pooling,
-    tb_downsample_with_max_pooling_packed,
-    Method::Max
-);
-export_method!(
-    /// Striding: each mip keeps the first voxel of every window. Flags must be 0.
-    tb_downsample_with_striding,
-    tb_downsample_with_striding_packed,
-    Method::Stride
-);
+/// Average pooling (tinybrain's downsample_with_averaging). Flags: TB_SPARSE leaves zeros
+/// out of the mean.
+///
+/// Packed variant: all `num_mips` mips are written one after another (mip 1 first), each
+/// Fortran-contiguous, into the single buffer `output` of `tb_pyramid_len` elements.
+/// Other arguments and statuses as in `tb_downsample_with_averaging`.
+#[no_mangle]
+pub unsafe extern "C" fn tb_downsample_with_averaging_packed(
+    input: *const c_void,
+    dtype: i32,
+    ndim: usize,
+    shape: *const usize,
+    strides: *const isize,
+    factor: *const usize,
+    num_mips: usize,
+    flags: u32,
+    output: *mut c_void,
+) -> i32 {
+    let args = CallArgs {
+        input,
+        dtype,
+        ndim,
+        shape,
+        strides,
+        factor,
+        num_mips,
+        flags,
+    };
+    // SAFETY: the caller upholds the contract documented above.
+    unsafe {
+        run(
+            "tb_downsample_with_averaging_packed",
+            Method::Average,
+            args,
+            OutputSpec::Packed(output),
+        )
+    }
+}
+
+/// Mode pooling of segmentation labels (tinybrain's downsample_segmentation). Flags:
+/// TB_SPARSE makes label 0 background.
+///
+/// `input` points to element (0, 0, ...) of an array of `ndim` axes (axis 0 first) with
+/// sizes `shape` and `strides` in elements (any sign; NULL = Fortran-contiguous, axis 0
+/// fastest). `factor` holds `ndim` factors >= 1. `outputs` holds `num_mips`
+/// caller-allocated buffers, mip 1 first, of the input's dtype and the shapes
+/// `tb_mip_shape` gives; `output_strides` is NULL (all Fortran-contiguous) or holds
+/// `num_mips` entries, each NULL or `ndim` strides. No pointer is kept after the call.
+///
+/// Returns TB_OK, or an error status with nothing written (see `tb_status`);
+/// `tb_last_error_message` then names the offending argument.
+#[no_mangle]
+pub unsafe extern "C" fn tb_downsample_segmentation(
+    input: *const c_void,
+    dtype: i32,
+    ndim: usize,
+    shape: *const usize,
+    strides: *const isize,
+    factor: *const usize,
+    num_mips: usize,
+    flags: u32,
+    outputs: *const *mut c_void,
+    output_strides: *const *const isize,
+) -> i32 {
+    let spec = OutputSpec::PerMip {
+        outputs,
+        output_strides,
+    };
+    let args = CallArgs {
+        input,
+        dtype,
+        ndim,
+        shape,
+        strides,
+        factor,
+        num_mips,
+        flags,
+    };
+    // SAFETY: the caller upholds the contract documented above.
+    unsafe { run("tb_downsample_segmentation", Method::Mode, args, spec) }
+}
+
+/// Mode pooling of segmentation labels (tinybrain's downsample_segmentation). Flags:
+/// TB_SPARSE makes label 0 background.
+///
+/// Packed variant: all `num_mips` mips are written one after another (mip 1 first), each
+/// Fortran-contiguous, into the single buffer `output` of `tb_pyramid_len` elements.
+/// Other arguments and statuses as in `tb_downsample_segmentation`.
+#[no_mangle]
+pub unsafe extern "C" fn tb_downsample_segmentation_packed(
+    input: *const c_void,
+    dtype: i32,
+    ndim: usize,
+    shape: *const usize,
+    strides: *const isize,
+    factor: *const usize,
+    num_mips: usize,
+    flags: u32,
+    output: *mut c_void,
+) -> i32 {
+    let args = CallArgs {
+        input,
+        dtype,
+        ndim,
+        shape,
+        strides,
+        factor,
+        num_mips,
+        flags,
+    };
+    // SAFETY: the caller upholds the contract documented above.
+    unsafe {
+        run(
+            "tb_downsample_segmentation_packed",
+            Method::Mode,
+            args,
+            OutputSpec::Packed(output),
+        )
+    }
+}
+
+/// Min pooling over clipped windows; NaN propagates. Flags must be 0.
+///
+/// `input` points to element (0, 0, ...) of an array of `ndim` axes (axis 0 first) with
+/// sizes `shape` and `strides` in elements (any sign; NULL = Fortran-contiguous, axis 0
+/// fastest). `factor` holds `ndim` factors >= 1. `outputs` holds `num_mips`
+/// caller-allocated buffers, mip 1 first, of the input's dtype and the shapes
+/// `tb_mip_shape` gives; `output_strides` is NULL (all Fortran-contiguous) or holds
+/// `num_mips` entries, each NULL or `ndim` strides. No pointer is kept after the call.
+///
+/// Returns TB_OK, or an error status with nothing written (see `tb_status`);
+/// `tb_last_error_message` then names the offending argument.
+#[no_mangle]
+pub unsafe extern "C" fn tb_downsample_with_min_pooling(
+    input: *const c_void,
+    dtype: i32,
+    ndim: usize,
+    shape: *const usize,
+    strides: *const isize,
+    factor: *const usize,
+    num_mips: usize,
+    flags: u32,
+    outputs: *const *mut c_void,
+    output_strides: *const *const isize,
+) -> i32 {
+    let spec = OutputSpec::PerMip {
+        outputs,
+        output_strides,
+    };
+    let args = CallArgs {
+        input,
+        dtype,
+        ndim,
+        shape,
+        strides,
+        factor,
+        num_mips,
+        flags,
+    };
+    // SAFETY: the caller upholds the contract documented above.
+    unsafe { run("tb_downsample_with_min_pooling", Method::Min, args, spec) }
+}
+
+/// Min pooling over clipped windows; NaN propagates. Flags must be 0.
+///
+/// Packed variant: all `num_mips` mips are written one after another (mip 1 first), each
+/// Fortran-contiguous, into the single buffer `output` of `tb_pyramid_len` elements.
+/// Other arguments and statuses as in `tb_downsample_with_min_pooling`.
+#[no_mangle]
+pub unsafe extern "C" fn tb_downsample_with_min_pooling_packed(
+    input: *const c_void,
+    dtype: i32,
+    ndim: usize,
+    shape: *const usize,
+    strides: *const isize,
+    factor: *const usize,
+    num_mips: usize,
+    flags: u32,
+    output: *mut c_void,
+) -> i32 {
+    let args = CallArgs {
+        input,
+        dtype,
+        ndim,
+        shape,
+        strides,
+        factor,
+        num_mips,
+        flags,
+    };
+    // SAFETY: the caller upholds the contract documented above.
+    unsafe {
+        run(
+            "tb_downsample_with_min_pooling_packed",
+            Method::Min,
+            args,
+            OutputSpec::Packed(output),
+        )
+    }
+}
+
+/// Max pooling over clipped windows; NaN propagates. Flags must be 0.
+///
+/// `input` points to element (0, 0, ...) of an array of `ndim` axes (axis 0 first) with
+/// sizes `shape` and `strides` in elements (any sign; NULL = Fortran-contiguous, axis 0
+/// fastest). `factor` holds `ndim` factors >= 1. `outputs` holds `num_mips`
+/// caller-allocated buffers, mip 1 first, of the input's dtype and the shapes
+/// `tb_mip_shape` gives; `output_strides` is NULL (all Fortran-contiguous) or holds
+/// `num_mips` entries, each NULL or `ndim` strides. No pointer is kept after the call.
+///
+/// Returns TB_OK, or an error status with nothing written (see `tb_status`);
+/// `tb_last_error_message` then names the offending argument.
+#[no_mangle]
+pub unsafe extern "C" fn tb_downsample_with_max_pooling(
+    input: *const c_void,
+    dtype: i32,
+    ndim: usize,
+    shape: *const usize,
+    strides: *const isize,
+    factor: *const usize,
+    num_mips: usize,
+    flags: u32,
+    outputs: *const *mut c_void,
+    output_strides: *const *const isize,
+) -> i32 {
+    let spec = OutputSpec::PerMip {
+        outputs,
+        output_strides,
+    };
+    let args = CallArgs {
+        input,
+        dtype,
+        ndim,
+        shape,
+        strides,
+        factor,
+        num_mips,
+        flags,
+    };
+    // SAFETY: the caller upholds the contract documented above.
+    unsafe { run("tb_downsample_with_max_pooling", Method::Max, args, spec) }
+}
+
+/// Max pooling over clipped windows; NaN propagates. Flags must be 0.
+///
+/// Packed variant: all `num_mips` mips are written one after another (mip 1 first), each
+/// Fortran-contiguous, into the single buffer `output` of `tb_pyramid_len` elements.
+/// Other arguments and statuses as in `tb_downsample_with_max_pooling`.
+#[no_mangle]
+pub unsafe extern "C" fn tb_downsample_with_max_pooling_packed(
+    input: *const c_void,
+    dtype: i32,
+    ndim: usize,
+    shape: *const usize,
+    strides: *const isize,
+    factor: *const usize,
+    num_mips: usize,
+    flags: u32,
+    output: *mut c_void,
+) -> i32 {
+    let args = CallArgs {
+        input,
+        dtype,
+        ndim,
+        shape,
+        strides,
+        factor,
+        num_mips,
+        flags,
+    };
+    // SAFETY: the caller upholds the contract documented above.
+    unsafe {
+        run(
+            "tb_downsample_with_max_pooling_packed",
+            Method::Max,
+            args,
+            OutputSpec::Packed(output),
+        )
+    }
+}
+
+/// Striding: each mip keeps the first voxel of every window. Flags must be 0.
+///
+/// `input` points to element (0, 0, ...) of an array of `ndim` axes (axis 0 first) with
+/// sizes `shape` and `strides` in elements (any sign; NULL = Fortran-contiguous, axis 0
+/// fastest). `factor` holds `ndim` factors >= 1. `outputs` holds `num_mips`
+/// caller-allocated buffers, mip 1 first, of the input's dtype and the shapes
+/// `tb_mip_shape` gives; `output_strides` is NULL (all Fortran-contiguous) or holds
+/// `num_mips` entries, each NULL or `ndim` strides. No pointer is kept after the call.
+///
+/// Returns TB_OK, or an error status with nothing written (see `tb_status`);
+/// `tb_last_error_message` then names the offending argument.
+#[no_mangle]
+pub unsafe extern "C" fn tb_downsample_with_striding(
+    input: *const c_void,
+    dtype: i32,
+    ndim: usize,
+    shape: *const usize,
+    strides: *const isize,
+    factor: *const usize,
+    num_mips: usize,
+    flags: u32,
+    outputs: *const *mut c_void,
+    output_strides: *const *const isize,
+) -> i32 {
+    let spec = OutputSpec::PerMip {
+        outputs,
+        output_strides,
+    };
+    let args = CallArgs {
+        input,
+        dtype,
+        ndim,
+        shape,
+        strides,
+        factor,
+        num_mips,
+        flags,
+    };
+    // SAFETY: the caller upholds the contract documented above.
+    unsafe { run("tb_downsample_with_striding", Method::Stride, args, spec) }
+}
+
+/// Striding: each mip keeps the first voxel of every window. Flags must be 0.
+///
+/// Packed variant: all `num_mips` mips are written one after another (mip 1 first), each
+/// Fortran-contiguous, into the single buffer `output` of `tb_pyramid_len` elements.
+/// Other arguments and statuses as in `tb_downsample_with_striding`.
+#[no_mangle]
+pub unsafe extern "C" fn tb_downsample_with_striding_packed(
+    input: *const c_void,
+    dtype: i32,
+    ndim: usize,
+    shape: *const usize,
+    strides: *const isize,
+    factor: *const usize,
+    num_mips: usize,
+    flags: u32,
+    output: *mut c_void,
+) -> i32 {
+    let args = CallArgs {
+        input,
+        dtype,
+        ndim,
+        shape,
+        strides,
+        factor,
+        num_mips,
+        flags,
+    };
+    // SAFETY: the caller upholds the contract documented above.
+    unsafe {
+        run(
+            "tb_downsample_with_striding_packed",
+            Method::Stride,
+            args,
+            OutputSpec::Packed(output),
+        )
+    }
+}
 
 /// Reads and checks the shape and factor arguments shared by the shape helpers.
 unsafe fn shape_and_factor(ndim: usize, shape: *const usize, factor: *const usize) -> Result<(Vec<usize>, Vec<usize>)> {
