@@ -223,7 +223,7 @@ impl RawArray {
             if (stride as u128) < covered {
                 bail!(BadStrides, "the strides of {name} make it overlap itself");
             }
-            covered = stride as u128 * (size as u128 - 1) + covered;
+            covered += stride as u128 * (size as u128 - 1);
         }
         Ok(())
     }

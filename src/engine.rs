@@ -298,7 +298,7 @@ pub(crate) fn map_level<A: Sync, B: Send>(input: &[A], out: &mut [B], f: impl Fn
 }
 
 /// True when the view's memory is exactly a Fortran-ordered slice of its shape.
-pub(crate) fn is_fortran_contiguous<T>(strides: &[isize], shape: &[usize]) -> bool {
+pub(crate) fn is_fortran_contiguous(strides: &[isize], shape: &[usize]) -> bool {
     let mut expected = 1isize;
     for (&stride, &size) in strides.iter().zip(shape) {
         if size != 1 && stride != expected {
@@ -312,7 +312,7 @@ pub(crate) fn is_fortran_contiguous<T>(strides: &[isize], shape: &[usize]) -> bo
 /// Runs `fill` on a Fortran-ordered buffer for `dst`: `dst`'s own memory when it is
 /// Fortran-contiguous (no copy), otherwise a temporary that is then copied into `dst`.
 pub(crate) fn fill_output<T: Copy + Default>(dst: &mut ArrayViewMutD<'_, T>, fill: impl FnOnce(&mut [T])) {
-    if is_fortran_contiguous::<T>(dst.strides(), dst.shape()) {
+    if is_fortran_contiguous(dst.strides(), dst.shape()) {
         let slice = dst
             .as_slice_memory_order_mut()
             .expect("a Fortran-contiguous view is a slice in memory order");

@@ -6,6 +6,10 @@
 //! (see SEMANTICS.md). Rust users call the functions of [`api`] on ndarray views; C and
 //! other languages call the `tb_*` functions of `include/tinybrain.h` ([`capi`]).
 
+// Loops over axis indices that address several per-axis arrays at once read better
+// as index loops.
+#![allow(clippy::needless_range_loop)]
+
 pub mod api;
 pub mod capi;
 mod dtype;
