@@ -62,6 +62,20 @@ impl<'a, T: Copy> Source<'a, T> {
         coordinate as isize * self.strides[axis]
     }
 
+    /// The first `len` elements of the axis-0 row at `row_offset` as a slice, when axis 0
+    /// is contiguous.
+    #[inline(always)]
+    fn contiguous_row(&self, row_offset: isize, len: usize) -> Option<&'a [T]> {
+        if self.strides[0] != 1 && self.shape[0] > 1 {
+            return None;
+        }
+        assert!(len <= self.shape[0]);
+        // SAFETY: axis 0 has stride 1 (or a single element), so elements
+        // row_offset + 0..len are `len` consecutive in-bounds elements of one row of the
+        // borrowed array (row_offset is built from in-bounds coordinates on the other axes).
+        Some(unsafe { std::slice::from_raw_parts(self.ptr.offset(row_offset), len) })
+    }
+
     /// Reads the element at a sum of `offset_of` terms, one per axis.
     #[inline(always)]
     fn read(&self, offset: isize) -> T {
@@ -110,15 +124,18 @@ impl Window {
 }
 
 /// Folds the values of one window, fed in scan order, into one result.
+///
+/// The state of one window lives in a `Lane`; the engine keeps one lane per voxel of an
+/// output row and feeds whole input rows to them, so the input is read in address order
+/// and the inner loop over a row is free to vectorise across lanes.
 pub(crate) trait Reducer<S>: Clone + Send + Sync {
+    type Lane: Default + Clone + Send;
     type Output: Send;
-    fn push(&mut self, value: S);
-    /// Returns the result and resets the reducer for the next window.
-    fn finish(&mut self) -> Self::Output;
+    fn push(&self, lane: &mut Self::Lane, value: S);
+    /// Returns the result of the window and leaves the lane ready for the next one.
+    fn finish(&self, lane: &mut Self::Lane) -> Self::Output;
 }
 
-/// Largest precomputed list of interior-window offsets; bigger windows walk coordinates.
-const MAX_PRECOMPUTED_WINDOW: usize = 1 << 16;
 /// Output elements per parallel task, so small mips are not split into useless tasks.
 const MIN_ELEMENTS_PER_TASK: usize = 1 << 15;
 
@@ -133,25 +150,25 @@ where
     assert_eq!(out.len(), out_shape.iter().product::<usize>());
     let row_len = out_shape[0];
     let rows = out.len() / row_len;
-
-    let interior_offsets = interior_window_offsets(&src, window);
     let rows_per_task = rows_per_task(rows, row_len);
 
-    out.par_chunks_mut(row_len * rows_per_task).enumerate().for_each_init(
-        || (reducer.clone(), EdgeScratch::default()),
-        |(reducer, scratch), (task, chunk)| {
-            let first_row = task * rows_per_task;
-            for (r, row) in chunk.chunks_mut(row_len).enumerate() {
-                let mut outer = [0usize; MAX_NDIM];
-                let mut rest = first_row + r;
-                for axis in 1..MAX_NDIM {
-                    outer[axis] = rest % out_shape[axis];
-                    rest /= out_shape[axis];
+    out.par_chunks_mut(row_len * rows_per_task)
+        .enumerate()
+        .for_each_init(
+            || RowScratch::<R::Lane>::default(),
+            |scratch, (task, chunk)| {
+                let first_row = task * rows_per_task;
+                for (r, row) in chunk.chunks_mut(row_len).enumerate() {
+                    let mut outer = [0usize; MAX_NDIM];
+                    let mut rest = first_row + r;
+                    for axis in 1..MAX_NDIM {
+                        outer[axis] = rest % out_shape[axis];
+                        rest /= out_shape[axis];
+                    }
+                    reduce_row(&src, window, &outer, &reducer, scratch, row);
                 }
-                reduce_row(&src, window, &outer, interior_offsets.as_deref(), reducer, scratch, row);
-            }
-        },
-    );
+            },
+        );
 }
 
 fn rows_per_task(rows: usize, row_len: usize) -> usize {
@@ -161,125 +178,133 @@ fn rows_per_task(rows: usize, row_len: usize) -> usize {
     by_size.max(by_balance).clamp(1, rows.max(1))
 }
 
-/// Offsets (relative to the window origin) of a window that lies wholly inside the
-/// source, in scan order; `None` when no window can be interior or the list would be huge.
-fn interior_window_offsets<S: Copy>(src: &Source<'_, S>, window: &Window) -> Option<Vec<isize>> {
-    let mut count = 1usize;
-    for axis in 0..MAX_NDIM {
-        if window.extent[axis] > src.shape[axis] {
-            return None;
-        }
-        count = count.checked_mul(window.extent[axis])?;
-    }
-    if count > MAX_PRECOMPUTED_WINDOW {
-        return None;
-    }
-    let mut offsets = vec![0isize];
-    for axis in 0..MAX_NDIM {
-        let extent = window.extent[axis];
-        if extent == 1 {
-            continue;
-        }
-        let base = std::mem::take(&mut offsets);
-        offsets.reserve(base.len() * extent);
-        for t in 0..extent {
-            let shift = src.offset_of(axis, t);
-            // Earlier axes vary fastest: the new axis is the outer loop.
-            offsets.extend(base.iter().map(|o| o + shift));
-        }
-    }
-    Some(offsets)
-}
-
-/// Per-thread buffers for windows that touch an edge.
-#[derive(Default)]
-struct EdgeScratch {
+/// Per-thread buffers: one lane per output voxel of a row, and per-axis offset lists.
+struct RowScratch<L> {
+    lanes: Vec<L>,
     axis_offsets: [Vec<isize>; MAX_NDIM],
 }
 
+impl<L> Default for RowScratch<L> {
+    fn default() -> Self {
+        RowScratch {
+            lanes: Vec::new(),
+            axis_offsets: Default::default(),
+        }
+    }
+}
+
+/// The source coordinates (as offsets) that window position `origin` covers on `axis`,
+/// clamped (Replicate) or dropped (Clip) past the end.
+fn axis_window_offsets<S: Copy>(src: &Source<'_, S>, window: &Window, axis: usize, origin: usize, list: &mut Vec<isize>) {
+    list.clear();
+    let start = origin * window.step[axis];
+    let size = src.shape[axis];
+    for t in 0..window.extent[axis] {
+        let c = start + t;
+        if c < size {
+            list.push(src.offset_of(axis, c));
+        } else if window.edge == Edge::Replicate {
+            list.push(src.offset_of(axis, size - 1));
+        } else {
+            break;
+        }
+    }
+}
+
+/// One output row (all x for fixed outer coordinates): walks the input rows of the
+/// window in scan order and feeds each to the lanes.
 fn reduce_row<S, R>(
     src: &Source<'_, S>,
     window: &Window,
     outer: &Dims,
-    interior_offsets: Option<&[isize]>,
-    reducer: &mut R,
-    scratch: &mut EdgeScratch,
-    row: &mut [R::Output],
+    reducer: &R,
+    scratch: &mut RowScratch<R::Lane>,
+    out: &mut [R::Output],
 ) where
     S: Copy,
     R: Reducer<S>,
 {
-    let mut row_base = 0isize;
-    let mut row_interior = interior_offsets.is_some();
+    let RowScratch { lanes, axis_offsets } = scratch;
+    lanes.resize(out.len(), R::Lane::default());
     for axis in 1..MAX_NDIM {
-        let start = outer[axis] * window.step[axis];
-        row_base += src.offset_of(axis, start);
-        row_interior &= start + window.extent[axis] <= src.shape[axis];
+        axis_window_offsets(src, window, axis, outer[axis], &mut axis_offsets[axis]);
     }
+    // Windows wholly inside axis 0 take the fast loop; the rest walk their coordinates.
     let (step0, extent0, size0) = (window.step[0], window.extent[0], src.shape[0]);
-    for (x, value) in row.iter_mut().enumerate() {
-        let start = x * step0;
-        *value = match interior_offsets {
-            Some(offsets) if row_interior && start + extent0 <= size0 => {
-                let base = row_base + src.offset_of(0, start);
-                for &o in offsets {
-                    reducer.push(src.read(base + o));
-                }
-                reducer.finish()
-            }
-            _ => {
-                let mut origin = *outer;
-                origin[0] = x;
-                reduce_edge_window(src, window, &origin, reducer, scratch)
-            }
-        };
-    }
-}
+    let interior = if size0 >= extent0 { (size0 - extent0) / step0 + 1 } else { 0 }.min(out.len());
 
-/// The slow path: builds each axis' list of (clamped or clipped) coordinates and walks
-/// their product in scan order.
-fn reduce_edge_window<S, R>(
-    src: &Source<'_, S>,
-    window: &Window,
-    origin: &Dims,
-    reducer: &mut R,
-    scratch: &mut EdgeScratch,
-) -> R::Output
-where
-    S: Copy,
-    R: Reducer<S>,
-{
-    for axis in 0..MAX_NDIM {
-        let list = &mut scratch.axis_offsets[axis];
-        list.clear();
-        let start = origin[axis] * window.step[axis];
-        let size = src.shape[axis];
-        for t in 0..window.extent[axis] {
-            let c = start + t;
-            if c < size {
-                list.push(src.offset_of(axis, c));
-            } else if window.edge == Edge::Replicate {
-                list.push(src.offset_of(axis, size - 1));
-            } else {
-                break;
-            }
-        }
-    }
-    let lists = &scratch.axis_offsets;
     let mut index = [0usize; MAX_NDIM];
     loop {
-        let offset: isize = (0..MAX_NDIM).map(|a| lists[a][index[a]]).sum();
-        reducer.push(src.read(offset));
-        let mut axis = 0;
+        let row_offset: isize = (1..MAX_NDIM).map(|a| axis_offsets[a][index[a]]).sum();
+        push_row(src, row_offset, step0, extent0, &mut lanes[..interior], reducer);
+        for (x, lane) in lanes.iter_mut().enumerate().skip(interior) {
+            let list = &mut axis_offsets[0];
+            axis_window_offsets(src, window, 0, x, list);
+            for &o in list.iter() {
+                reducer.push(lane, src.read(row_offset + o));
+            }
+        }
+        // Next input row of the window, axis 1 fastest.
+        let mut axis = 1;
         loop {
+            if axis == MAX_NDIM {
+                for (o, lane) in out.iter_mut().zip(lanes.iter_mut()) {
+                    *o = reducer.finish(lane);
+                }
+                return;
+            }
             index[axis] += 1;
-            if index[axis] < lists[axis].len() {
+            if index[axis] < axis_offsets[axis].len() {
                 break;
             }
             index[axis] = 0;
             axis += 1;
-            if axis == MAX_NDIM {
-                return reducer.finish();
+        }
+    }
+}
+
+/// Feeds lane x the values `row[x*step + t]`, t < extent, of one input row whose
+/// windows are all inside the row.
+#[inline(always)]
+fn push_row<S: Copy, R: Reducer<S>>(
+    src: &Source<'_, S>,
+    row_offset: isize,
+    step: usize,
+    extent: usize,
+    lanes: &mut [R::Lane],
+    reducer: &R,
+) {
+    if lanes.is_empty() {
+        return;
+    }
+    let needed = (lanes.len() - 1) * step + extent;
+    if let Some(row) = src.contiguous_row(row_offset, needed) {
+        match (step, extent) {
+            (2, 2) => {
+                for (lane, pair) in lanes.iter_mut().zip(row.chunks_exact(2)) {
+                    reducer.push(lane, pair[0]);
+                    reducer.push(lane, pair[1]);
+                }
+            }
+            (_, 1) => {
+                for (lane, v) in lanes.iter_mut().zip(row.iter().step_by(step)) {
+                    reducer.push(lane, *v);
+                }
+            }
+            _ => {
+                for (x, lane) in lanes.iter_mut().enumerate() {
+                    for &v in &row[x * step..x * step + extent] {
+                        reducer.push(lane, v);
+                    }
+                }
+            }
+        }
+    } else {
+        let stride = src.strides[0];
+        for (x, lane) in lanes.iter_mut().enumerate() {
+            let base = row_offset + (x * step) as isize * stride;
+            for t in 0..extent {
+                reducer.push(lane, src.read(base + t as isize * stride));
             }
         }
     }

@@ -57,7 +57,7 @@ fn cadence<T: Element>(fam: Family) -> (usize, u32) {
 
 /// Division by 2^shift, truncated toward zero as tinybrain renders signed sums.
 #[inline(always)]
-fn shift_toward_zero(acc: i64, shift: u32) -> i64 {
+fn shift_toward_zero(acc: i32, shift: u32) -> i32 {
     if acc < 0 {
         -((-acc) >> shift)
     } else {
@@ -67,7 +67,8 @@ fn shift_toward_zero(acc: i64, shift: u32) -> i64 {
 
 /// tinybrain's multi-mip scheme: the accumulator is never divided, only shifted when a
 /// mip is rendered, and itself shifted (floored) after the last mip of each cycle.
-/// Replicate padding is applied at every level, including on axes of size 1.
+/// Replicate padding is applied at every level, including on axes of size 1. i32 holds
+/// a whole cycle: at most 255 * 8^8 (u8, 2x2x2) or 65535 * 8^5 (u16, 2x2x2) < 2^31.
 fn shifted_accumulator<T: Element>(
     input: &ArrayViewD<'_, T>,
     factor: &Dims,
@@ -75,12 +76,12 @@ fn shifted_accumulator<T: Element>(
     outputs: &mut [ArrayViewMutD<'_, T>],
 ) {
     let window = Window::pooling(factor, Edge::Replicate);
-    let widen = |v: T| v.to_i128() as i64;
-    let keep = |a: i64| a;
+    let widen = |v: T| v.to_i128() as i32;
+    let keep = |a: i32| a;
 
     let src = Source::from_view(input);
     let mut shape = window.output_shape(&src.shape);
-    let mut acc = vec![0i64; volume(&shape)];
+    let mut acc = vec![0i32; volume(&shape)];
     reduce_level(src, &window, Sum::new(widen, keep), &mut acc);
 
     let num_mips = outputs.len();
@@ -96,7 +97,7 @@ fn shifted_accumulator<T: Element>(
             acc.iter_mut().for_each(|a| *a >>= shift);
         }
         let next_shape = window.output_shape(&shape);
-        let mut next = vec![0i64; volume(&next_shape)];
+        let mut next = vec![0i32; volume(&next_shape)];
         reduce_level(
             Source::from_fortran(&acc, &shape),
             &window,

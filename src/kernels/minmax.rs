@@ -14,16 +14,16 @@ pub(crate) enum Extremum {
 }
 
 #[derive(Clone)]
-struct Pick<T> {
+struct Pick {
     which: Extremum,
-    best: Option<T>,
 }
 
-impl<T: Element> Reducer<T> for Pick<T> {
+impl<T: Element> Reducer<T> for Pick {
+    type Lane = Option<T>;
     type Output = T;
     #[inline(always)]
-    fn push(&mut self, value: T) {
-        self.best = Some(match self.best {
+    fn push(&self, best: &mut Option<T>, value: T) {
+        *best = Some(match *best {
             None => value,
             Some(best) if best.is_nan() => best,
             Some(_) if value.is_nan() => value,
@@ -35,8 +35,8 @@ impl<T: Element> Reducer<T> for Pick<T> {
         });
     }
     #[inline(always)]
-    fn finish(&mut self) -> T {
-        self.best.take().expect("a pooling window is never empty")
+    fn finish(&self, best: &mut Option<T>) -> T {
+        best.take().expect("a pooling window is never empty")
     }
 }
 
@@ -47,6 +47,6 @@ pub(crate) fn downsample<T: Element>(
     outputs: &mut [ArrayViewMutD<'_, T>],
 ) {
     let window = Window::pooling(&pad_dims(factor), Edge::Clip);
-    let reducer = Pick { which, best: None };
+    let reducer = Pick { which };
     super::pyramid_from_previous_mip(input, outputs, |_| window, reducer);
 }

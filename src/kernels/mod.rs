@@ -37,36 +37,32 @@ pub(crate) fn pyramid_from_previous_mip<T, R>(
 
 /// A reducer that converts each value, adds them up, and maps the total.
 #[derive(Clone)]
-pub(crate) struct Sum<A, Convert, Finish> {
-    total: A,
+pub(crate) struct Sum<Convert, Finish> {
     convert: Convert,
     finish: Finish,
 }
 
-impl<A: Default, Convert, Finish> Sum<A, Convert, Finish> {
+impl<Convert, Finish> Sum<Convert, Finish> {
     pub fn new(convert: Convert, finish: Finish) -> Self {
-        Sum {
-            total: A::default(),
-            convert,
-            finish,
-        }
+        Sum { convert, finish }
     }
 }
 
-impl<S, A, Out, Convert, Finish> Reducer<S> for Sum<A, Convert, Finish>
+impl<S, A, Out, Convert, Finish> Reducer<S> for Sum<Convert, Finish>
 where
     A: Copy + Default + Send + Sync + std::ops::AddAssign,
     Out: Send,
     Convert: Fn(S) -> A + Clone + Send + Sync,
     Finish: Fn(A) -> Out + Clone + Send + Sync,
 {
+    type Lane = A;
     type Output = Out;
     #[inline(always)]
-    fn push(&mut self, value: S) {
-        self.total += (self.convert)(value);
+    fn push(&self, total: &mut A, value: S) {
+        *total += (self.convert)(value);
     }
     #[inline(always)]
-    fn finish(&mut self) -> Out {
-        (self.finish)(std::mem::take(&mut self.total))
+    fn finish(&self, total: &mut A) -> Out {
+        (self.finish)(std::mem::take(total))
     }
 }

@@ -9,24 +9,30 @@ use crate::shape::{family, pad_dims, Family};
 
 /// tinybrain's 2x2 rule over a, b (+1 on the first axis), c (+1 on the second), d (both).
 #[derive(Clone)]
-struct TwoByTwoRule<T> {
+struct TwoByTwoRule {
     sparse: bool,
-    seen: usize,
-    block: [T; 4],
 }
 
-impl<T: Element> Reducer<T> for TwoByTwoRule<T> {
+/// The four values of a 2x2 block, in scan order, and how many have arrived.
+#[derive(Clone, Default)]
+struct Block<T> {
+    seen: usize,
+    values: [T; 4],
+}
+
+impl<T: Element> Reducer<T> for TwoByTwoRule {
+    type Lane = Block<T>;
     type Output = T;
     #[inline(always)]
-    fn push(&mut self, value: T) {
-        self.block[self.seen] = value;
-        self.seen += 1;
+    fn push(&self, block: &mut Block<T>, value: T) {
+        block.values[block.seen] = value;
+        block.seen += 1;
     }
     #[inline(always)]
-    fn finish(&mut self) -> T {
-        debug_assert_eq!(self.seen, 4);
-        self.seen = 0;
-        let [a, b, c, d] = self.block;
+    fn finish(&self, block: &mut Block<T>) -> T {
+        debug_assert_eq!(block.seen, 4);
+        block.seen = 0;
+        let [a, b, c, d] = block.values;
         let (a_bits, b_bits, c_bits) = (a.to_bits(), b.to_bits(), c.to_bits());
         if !self.sparse {
             if a_bits == b_bits || a_bits == c_bits {
@@ -53,28 +59,27 @@ impl<T: Element> Reducer<T> for TwoByTwoRule<T> {
 
 /// The most frequent label of the window; ties go to the label seen first in scan order.
 #[derive(Clone)]
-struct MostFrequent<T: Element> {
+struct MostFrequent {
     sparse: bool,
-    values: Vec<T>,
-    sorted: Vec<(<T as Element>::Bits, usize)>,
 }
 
 /// Windows up to this size are counted pairwise; larger ones are sorted.
 const PAIRWISE_LIMIT: usize = 16;
 
-impl<T: Element> Reducer<T> for MostFrequent<T> {
+impl<T: Element> Reducer<T> for MostFrequent {
+    type Lane = Vec<T>;
     type Output = T;
     #[inline(always)]
-    fn push(&mut self, value: T) {
-        self.values.push(value);
+    fn push(&self, values: &mut Vec<T>, value: T) {
+        values.push(value);
     }
-    fn finish(&mut self) -> T {
-        let result = if self.values.len() <= PAIRWISE_LIMIT {
-            most_frequent_pairwise(&self.values, self.sparse)
+    fn finish(&self, values: &mut Vec<T>) -> T {
+        let result = if values.len() <= PAIRWISE_LIMIT {
+            most_frequent_pairwise(values, self.sparse)
         } else {
-            most_frequent_sorted(&self.values, self.sparse, &mut self.sorted)
+            most_frequent_sorted(values, self.sparse, &mut Vec::new())
         };
-        self.values.clear();
+        values.clear();
         result
     }
 }
@@ -127,11 +132,7 @@ pub(crate) fn downsample<T: Element>(
     match family(factor) {
         Family::TwoByTwo(_) => {
             let window = Window::pooling(&padded, Edge::Replicate);
-            let reducer = TwoByTwoRule {
-                sparse,
-                seen: 0,
-                block: [T::default(); 4],
-            };
+            let reducer = TwoByTwoRule { sparse };
             super::pyramid_from_previous_mip(input, outputs, |_| window, reducer);
         }
         fam => {
@@ -141,11 +142,7 @@ pub(crate) fn downsample<T: Element>(
                 Edge::Clip
             };
             let window = Window::pooling(&padded, edge);
-            let reducer = MostFrequent {
-                sparse,
-                values: Vec::new(),
-                sorted: Vec::new(),
-            };
+            let reducer = MostFrequent { sparse };
             super::pyramid_from_previous_mip(input, outputs, |_| window, reducer);
         }
     }

@@ -8,17 +8,18 @@ use crate::shape::{pad_dims, MAX_NDIM};
 
 /// Keeps the one value its window holds.
 #[derive(Clone, Default)]
-struct Only<T>(Option<T>);
+struct Only;
 
-impl<T: Element> Reducer<T> for Only<T> {
+impl<T: Element> Reducer<T> for Only {
+    type Lane = T;
     type Output = T;
     #[inline(always)]
-    fn push(&mut self, value: T) {
-        self.0 = Some(value);
+    fn push(&self, lane: &mut T, value: T) {
+        *lane = value;
     }
     #[inline(always)]
-    fn finish(&mut self) -> T {
-        self.0.take().expect("a striding window holds exactly one voxel")
+    fn finish(&self, lane: &mut T) -> T {
+        *lane
     }
 }
 
@@ -33,5 +34,5 @@ pub(crate) fn downsample<T: Element>(
         extent: [1; MAX_NDIM],
         edge: Edge::Clip,
     };
-    super::pyramid_from_previous_mip(input, outputs, |_| window, Only::default());
+    super::pyramid_from_previous_mip(input, outputs, |_| window, Only);
 }
