@@ -308,6 +308,16 @@ int32_t tb_pyramid_len(size_t ndim,
                        size_t num_mips,
                        size_t *out_len);
 
+// Writes into `out_alignment` (ndim values) the chunk alignment for `num_mips` mips:
+// factor^num_mips per axis. A chunk that starts at a multiple of it on every axis and
+// whose size is a multiple of it (or that ends at the volume's edge) gives exactly the
+// mips of the same region of the whole volume, for every method, so chunks can be
+// downsampled independently. TB_ERR_SHAPE if a power overflows size_t.
+int32_t tb_chunk_alignment(size_t ndim,
+                           const size_t *factor,
+                           size_t num_mips,
+                           size_t *out_alignment);
+
 // The message of the last failed call on this thread ("" if none). The string is
 // owned by the library and valid until the next failed call on this thread.
 const char *tb_last_error_message(void);

@@ -15,7 +15,7 @@ use crate::api::{downsample_into, validate_request, Method};
 use crate::dispatch_dtype;
 use crate::dtype::{DType, Element};
 use crate::error::{bail, Error, ErrorKind, Result};
-use crate::shape::{check_shape, mip_shape, normalize_factor, pyramid_len, MAX_NDIM};
+use crate::shape::{chunk_alignment, check_shape, mip_shape, normalize_factor, pyramid_len, MAX_NDIM};
 
 /// Status codes returned by every fallible call (declared `int32_t` in signatures).
 #[repr(i32)]
@@ -917,6 +917,32 @@ pub unsafe extern "C" fn tb_pyramid_len(
         // SAFETY: forwarded caller contract.
         let (shape, factor) = unsafe { shape_and_factor(ndim, shape, factor)? };
         write_out(out_len, pyramid_len(&shape, &factor, num_mips)?, "out_len")
+    })
+}
+
+/// Writes into `out_alignment` (ndim values) the chunk alignment for `num_mips` mips:
+/// factor^num_mips per axis. A chunk that starts at a multiple of it on every axis and
+/// whose size is a multiple of it (or that ends at the volume's edge) gives exactly the
+/// mips of the same region of the whole volume, for every method, so chunks can be
+/// downsampled independently. TB_ERR_SHAPE if a power overflows size_t.
+#[no_mangle]
+pub unsafe extern "C" fn tb_chunk_alignment(
+    ndim: usize,
+    factor: *const usize,
+    num_mips: usize,
+    out_alignment: *mut usize,
+) -> i32 {
+    boundary("tb_chunk_alignment", || {
+        check_ndim(ndim)?;
+        // SAFETY: the header documents ndim values behind factor.
+        let factor = normalize_factor(unsafe { c_slice(factor, ndim, "factor")? }, ndim)?;
+        let alignment = chunk_alignment(&factor, num_mips)?;
+        if out_alignment.is_null() {
+            bail!(NullPointer, "out_alignment is NULL");
+        }
+        // SAFETY: non-null; the caller provides room for ndim values.
+        unsafe { std::ptr::copy_nonoverlapping(alignment.as_ptr(), out_alignment, ndim) };
+        Ok(())
     })
 }
 

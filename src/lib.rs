@@ -25,5 +25,5 @@ pub use api::{
 };
 pub use dtype::{AveragingClass, DType, Element};
 pub use error::{Error, ErrorKind, Result};
-pub use shape::{mip_shape, pyramid_len, MAX_NDIM};
+pub use shape::{chunk_alignment, mip_shape, pyramid_len, MAX_NDIM};
 pub use threads::{num_threads, set_num_threads, NUM_THREADS_ENV};

@@ -96,6 +96,23 @@ pub fn pyramid_len(shape: &[usize], factor: &[usize], num_mips: usize) -> Result
     Ok(total)
 }
 
+/// The alignment that makes chunks independent: a chunk that starts at a multiple of
+/// factor^num_mips on every axis, and whose size is a multiple of it (or that ends at the
+/// volume's edge), has exactly the mips of the same region of the whole volume.
+pub fn chunk_alignment(factor: &[usize], num_mips: usize) -> Result<Vec<usize>> {
+    factor
+        .iter()
+        .enumerate()
+        .map(|(axis, &f)| {
+            let exponent = u32::try_from(num_mips).ok();
+            match exponent.and_then(|e| f.checked_pow(e)) {
+                Some(a) => Ok(a),
+                None => bail!(BadShape, "factor[{axis}]^{num_mips} overflows size_t"),
+            }
+        })
+        .collect()
+}
+
 /// Which rule set a factor selects (SEMANTICS.md: "2x2" and "2x2x2" families).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Family {
@@ -163,6 +180,14 @@ mod tests {
             .contains("factor[1]"));
         assert_eq!(normalize_factor(&[2], 3).unwrap(), vec![2, 1, 1]);
         assert!(normalize_factor(&[2, 2, 2], 2).is_err());
+    }
+
+    #[test]
+    fn chunk_alignment_is_factor_to_the_mips() {
+        assert_eq!(chunk_alignment(&[2, 3, 1], 3).unwrap(), vec![8, 27, 1]);
+        assert_eq!(chunk_alignment(&[2, 2], 0).unwrap(), vec![1, 1]);
+        assert!(chunk_alignment(&[2, 1], 64).is_err());
+        assert_eq!(chunk_alignment(&[1], usize::MAX).unwrap(), vec![1]);
     }
 
     #[test]
