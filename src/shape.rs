@@ -105,7 +105,7 @@ pub fn chunk_alignment(factor: &[usize], num_mips: usize) -> Result<Vec<usize>> 
         .enumerate()
         .map(|(axis, &f)| {
             let exponent = u32::try_from(num_mips).ok();
-            match exponent.and_then(|e| f.checked_pow(e)) {
+            match exponent.and_then(|e| f.checked_pow(e)).or((f == 1).then_some(1)) {
                 Some(a) => Ok(a),
                 None => bail!(BadShape, "factor[{axis}]^{num_mips} overflows size_t"),
             }
