@@ -15,7 +15,7 @@ use crate::api::{downsample_into, validate_request, Method};
 use crate::dispatch_dtype;
 use crate::dtype::{DType, Element};
 use crate::error::{bail, Error, ErrorKind, Result};
-use crate::shape::{chunk_alignment, check_shape, mip_shape, normalize_factor, pyramid_len, MAX_NDIM};
+use crate::shape::{check_shape, chunk_alignment, mip_shape, normalize_factor, pyramid_len, MAX_NDIM};
 
 /// Status codes returned by every fallible call (declared `int32_t` in signatures).
 #[repr(i32)]

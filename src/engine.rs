@@ -145,30 +145,77 @@ pub(crate) fn reduce_level<S, R>(src: Source<'_, S>, window: &Window, reducer: R
 where
     S: Copy + Send + Sync,
     R: Reducer<S>,
+    R::Output: Clone + Default,
+{
+    reduce_level_rendered(src, window, reducer, None::<&mut [()]>, |_| (), out, |v| v.clone());
+}
+
+/// One level in one pass: each window's result `v` is rendered as `render(&v)` into
+/// `rendered` and, when `state` is given, kept as `keep(&v)` for the next level, so no
+/// separate pass (and no state at all for a pyramid's last mip) is needed.
+pub(crate) fn reduce_level_rendered<S, R, K, T>(
+    src: Source<'_, S>,
+    window: &Window,
+    reducer: R,
+    state: Option<&mut [K]>,
+    keep: impl Fn(&R::Output) -> K + Sync,
+    rendered: &mut [T],
+    render: impl Fn(&R::Output) -> T + Sync,
+) where
+    S: Copy + Send + Sync,
+    R: Reducer<S>,
+    R::Output: Clone + Default,
+    K: Send,
+    T: Send,
 {
     let out_shape = window.output_shape(&src.shape);
-    assert_eq!(out.len(), out_shape.iter().product::<usize>());
+    assert_eq!(rendered.len(), out_shape.iter().product::<usize>());
     let row_len = out_shape[0];
-    let rows = out.len() / row_len;
-    let rows_per_task = rows_per_task(rows, row_len);
+    let rows = rendered.len() / row_len;
+    let chunk_len = row_len * rows_per_task(rows, row_len);
 
-    out.par_chunks_mut(row_len * rows_per_task)
-        .enumerate()
-        .for_each_init(
-            || RowScratch::<R::Lane>::default(),
-            |scratch, (task, chunk)| {
-                let first_row = task * rows_per_task;
-                for (r, row) in chunk.chunks_mut(row_len).enumerate() {
-                    let mut outer = [0usize; MAX_NDIM];
-                    let mut rest = first_row + r;
-                    for axis in 1..MAX_NDIM {
-                        outer[axis] = rest % out_shape[axis];
-                        rest /= out_shape[axis];
-                    }
-                    reduce_row(&src, window, &outer, &reducer, scratch, row);
+    let process =
+        |scratch: &mut RowScratch<R::Lane, R::Output>, first: usize, out: &mut [T], mut kept: Option<&mut [K]>| {
+            let first_row = first / row_len;
+            for (r, out_row) in out.chunks_mut(row_len).enumerate() {
+                let mut outer = [0usize; MAX_NDIM];
+                let mut rest = first_row + r;
+                for axis in 1..MAX_NDIM {
+                    outer[axis] = rest % out_shape[axis];
+                    rest /= out_shape[axis];
                 }
-            },
-        );
+                reduce_row(&src, window, &outer, &reducer, scratch);
+                for (o, v) in out_row.iter_mut().zip(&scratch.results) {
+                    *o = render(v);
+                }
+                if let Some(kept) = kept.as_deref_mut() {
+                    let kept_row = &mut kept[r * row_len..(r + 1) * row_len];
+                    for (k, v) in kept_row.iter_mut().zip(&scratch.results) {
+                        *k = keep(v);
+                    }
+                }
+            }
+        };
+    match state {
+        Some(state) => {
+            assert_eq!(state.len(), rendered.len());
+            rendered
+                .par_chunks_mut(chunk_len)
+                .zip(state.par_chunks_mut(chunk_len))
+                .enumerate()
+                .for_each_init(RowScratch::default, |scratch, (task, (out, kept))| {
+                    process(scratch, task * chunk_len, out, Some(kept))
+                });
+        }
+        None => {
+            rendered
+                .par_chunks_mut(chunk_len)
+                .enumerate()
+                .for_each_init(RowScratch::default, |scratch, (task, out)| {
+                    process(scratch, task * chunk_len, out, None)
+                });
+        }
+    }
 }
 
 fn rows_per_task(rows: usize, row_len: usize) -> usize {
@@ -178,16 +225,19 @@ fn rows_per_task(rows: usize, row_len: usize) -> usize {
     by_size.max(by_balance).clamp(1, rows.max(1))
 }
 
-/// Per-thread buffers: one lane per output voxel of a row, and per-axis offset lists.
-struct RowScratch<L> {
+/// Per-thread buffers: one lane and one result per output voxel of a row, and per-axis
+/// offset lists.
+struct RowScratch<L, V> {
     lanes: Vec<L>,
+    results: Vec<V>,
     axis_offsets: [Vec<isize>; MAX_NDIM],
 }
 
-impl<L> Default for RowScratch<L> {
+impl<L, V> Default for RowScratch<L, V> {
     fn default() -> Self {
         RowScratch {
             lanes: Vec::new(),
+            results: Vec::new(),
             axis_offsets: Default::default(),
         }
     }
@@ -195,7 +245,13 @@ impl<L> Default for RowScratch<L> {
 
 /// The source coordinates (as offsets) that window position `origin` covers on `axis`,
 /// clamped (Replicate) or dropped (Clip) past the end.
-fn axis_window_offsets<S: Copy>(src: &Source<'_, S>, window: &Window, axis: usize, origin: usize, list: &mut Vec<isize>) {
+fn axis_window_offsets<S: Copy>(
+    src: &Source<'_, S>,
+    window: &Window,
+    axis: usize,
+    origin: usize,
+    list: &mut Vec<isize>,
+) {
     list.clear();
     let start = origin * window.step[axis];
     let size = src.shape[axis];
@@ -211,27 +267,38 @@ fn axis_window_offsets<S: Copy>(src: &Source<'_, S>, window: &Window, axis: usiz
     }
 }
 
-/// One output row (all x for fixed outer coordinates): walks the input rows of the
-/// window in scan order and feeds each to the lanes.
+/// One output row (all x for fixed outer coordinates) into `scratch.results`: walks the
+/// input rows of the window in scan order and feeds each to the lanes.
 fn reduce_row<S, R>(
     src: &Source<'_, S>,
     window: &Window,
     outer: &Dims,
     reducer: &R,
-    scratch: &mut RowScratch<R::Lane>,
-    out: &mut [R::Output],
+    scratch: &mut RowScratch<R::Lane, R::Output>,
 ) where
     S: Copy,
     R: Reducer<S>,
+    R::Output: Default + Clone,
 {
-    let RowScratch { lanes, axis_offsets } = scratch;
-    lanes.resize(out.len(), R::Lane::default());
+    let RowScratch {
+        lanes,
+        results: out,
+        axis_offsets,
+    } = scratch;
+    let row_len = window.output_shape(&src.shape)[0];
+    lanes.resize(row_len, R::Lane::default());
+    out.resize(row_len, R::Output::default());
     for axis in 1..MAX_NDIM {
         axis_window_offsets(src, window, axis, outer[axis], &mut axis_offsets[axis]);
     }
     // Windows wholly inside axis 0 take the fast loop; the rest walk their coordinates.
     let (step0, extent0, size0) = (window.step[0], window.extent[0], src.shape[0]);
-    let interior = if size0 >= extent0 { (size0 - extent0) / step0 + 1 } else { 0 }.min(out.len());
+    let interior = if size0 >= extent0 {
+        (size0 - extent0) / step0 + 1
+    } else {
+        0
+    }
+    .min(out.len());
 
     let mut index = [0usize; MAX_NDIM];
     loop {
@@ -308,18 +375,6 @@ fn push_row<S: Copy, R: Reducer<S>>(
             }
         }
     }
-}
-
-/// Applies `f` element-wise from one Fortran buffer to another, in parallel.
-pub(crate) fn map_level<A: Sync, B: Send>(input: &[A], out: &mut [B], f: impl Fn(&A) -> B + Sync) {
-    assert_eq!(input.len(), out.len());
-    out.par_chunks_mut(MIN_ELEMENTS_PER_TASK)
-        .zip(input.par_chunks(MIN_ELEMENTS_PER_TASK))
-        .for_each(|(o, i)| {
-            for (o, i) in o.iter_mut().zip(i) {
-                *o = f(i);
-            }
-        });
 }
 
 /// True when the view's memory is exactly a Fortran-ordered slice of its shape.

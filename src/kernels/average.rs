@@ -10,7 +10,7 @@ use std::ops::AddAssign;
 use ndarray::{ArrayViewD, ArrayViewMutD};
 
 use crate::dtype::{AveragingClass, Element};
-use crate::engine::{fill_output, map_level, reduce_level, Edge, Source, Window};
+use crate::engine::{fill_output, reduce_level_rendered, Edge, Reducer, Source, Window};
 use crate::error::{bail, Result};
 use crate::kernels::Sum;
 use crate::shape::{family, pad_dims, Dims, Family, MAX_NDIM};
@@ -76,36 +76,73 @@ fn shifted_accumulator<T: Element>(
     outputs: &mut [ArrayViewMutD<'_, T>],
 ) {
     let window = Window::pooling(factor, Edge::Replicate);
+    let shift_of = |mip: usize| bits * ((mip % cycle) as u32 + 1);
     let widen = |v: T| v.to_i128() as i32;
-    let keep = |a: i32| a;
+    let same = |a: i32| a;
+    accumulate_pyramid(
+        input,
+        outputs,
+        |_| window,
+        Sum::new(widen, same),
+        Sum::new(same, same),
+        // After the last mip of a cycle the accumulator itself drops the rendered bits.
+        |mip, &acc| {
+            if mip % cycle == cycle - 1 {
+                acc >> shift_of(mip)
+            } else {
+                acc
+            }
+        },
+        |mip, &acc| T::from_i128(shift_toward_zero(acc, shift_of(mip)) as i128),
+    );
+}
 
-    let src = Source::from_view(input);
-    let mut shape = window.output_shape(&src.shape);
-    let mut acc = vec![0i32; volume(&shape)];
-    reduce_level(src, &window, Sum::new(widen, keep), &mut acc);
-
+/// The loop shared by every averaging scheme: level 0 reduces the input with `first`,
+/// later levels reduce the kept state of the previous level with `next`; each level's
+/// results are rendered into that mip's output and, unless it is the last mip, kept
+/// (`keep`) in one of two reused buffers.
+#[allow(clippy::too_many_arguments)]
+fn accumulate_pyramid<T, A, K, First, Next>(
+    input: &ArrayViewD<'_, T>,
+    outputs: &mut [ArrayViewMutD<'_, T>],
+    window_for: impl Fn(&Dims) -> Window,
+    first: First,
+    next: Next,
+    keep: impl Fn(usize, &A) -> K + Sync,
+    render: impl Fn(usize, &A) -> T + Sync,
+) where
+    T: Element,
+    A: Clone + Default + Send,
+    K: Copy + Default + Send + Sync,
+    First: Reducer<T, Output = A>,
+    Next: Reducer<K, Output = A>,
+{
     let num_mips = outputs.len();
+    let mut shape = pad_dims(input.shape());
+    let (mut previous, mut current): (Vec<K>, Vec<K>) = (Vec::new(), Vec::new());
     for (mip, out) in outputs.iter_mut().enumerate() {
-        let shift = bits * ((mip % cycle) as u32 + 1);
+        let window = window_for(&shape);
+        let out_shape = window.output_shape(&shape);
+        let state = if mip + 1 < num_mips {
+            current.clear();
+            current.resize(volume(&out_shape), K::default());
+            Some(current.as_mut_slice())
+        } else {
+            None
+        };
+        let keep = |a: &A| keep(mip, a);
+        let render = |a: &A| render(mip, a);
         fill_output(out, |out| {
-            map_level(&acc, out, |&a| T::from_i128(shift_toward_zero(a, shift) as i128))
+            if mip == 0 {
+                let src = Source::from_view(input);
+                reduce_level_rendered(src, &window, first.clone(), state, keep, out, render);
+            } else {
+                let src = Source::from_fortran(&previous, &shape);
+                reduce_level_rendered(src, &window, next.clone(), state, keep, out, render);
+            }
         });
-        if mip + 1 == num_mips {
-            break;
-        }
-        if mip % cycle == cycle - 1 {
-            acc.iter_mut().for_each(|a| *a >>= shift);
-        }
-        let next_shape = window.output_shape(&shape);
-        let mut next = vec![0i32; volume(&next_shape)];
-        reduce_level(
-            Source::from_fortran(&acc, &shape),
-            &window,
-            Sum::new(keep, keep),
-            &mut next,
-        );
-        acc = next;
-        shape = next_shape;
+        std::mem::swap(&mut previous, &mut current);
+        shape = out_shape;
     }
 }
 
@@ -194,32 +231,16 @@ fn exact_mean<T: Element, A: MeanAccumulator>(
             }
         }
     };
-    let keep = |w: Weighted<A>| w;
-
-    let src = Source::from_view(input);
-    let window = exact_window(factor, &src.shape, edge);
-    let mut shape = window.output_shape(&src.shape);
-    let mut level = vec![Weighted::<A>::default(); volume(&shape)];
-    reduce_level(src, &window, Sum::new(weigh, keep), &mut level);
-
-    let num_mips = outputs.len();
-    for (mip, out) in outputs.iter_mut().enumerate() {
-        fill_output(out, |out| map_level(&level, out, |&w| A::render::<T>(w)));
-        if mip + 1 == num_mips {
-            break;
-        }
-        let window = exact_window(factor, &shape, edge);
-        let next_shape = window.output_shape(&shape);
-        let mut next = vec![Weighted::<A>::default(); volume(&next_shape)];
-        reduce_level(
-            Source::from_fortran(&level, &shape),
-            &window,
-            Sum::new(keep, keep),
-            &mut next,
-        );
-        level = next;
-        shape = next_shape;
-    }
+    let same = |w: Weighted<A>| w;
+    accumulate_pyramid(
+        input,
+        outputs,
+        |shape| exact_window(factor, shape, edge),
+        Sum::new(weigh, same),
+        Sum::new(same, same),
+        |_, &w| w,
+        |_, &w| A::render::<T>(w),
+    );
 }
 
 /// Refuses the (absurdly large) pyramids whose i128 sums could overflow, before any write.
@@ -254,34 +275,21 @@ fn check_i128_headroom<T: Element>(shape: &[usize], factor: &Dims, edge: Edge, n
 fn mean_of_means<T: Element>(input: &ArrayViewD<'_, T>, factor: &Dims, outputs: &mut [ArrayViewMutD<'_, T>]) {
     let window = Window::pooling(factor, Edge::Clip);
     let mean = |w: Weighted<f64>| w.sum / w.count;
-
-    let src = Source::from_view(input);
-    let mut shape = window.output_shape(&src.shape);
-    let mut level = vec![0f64; volume(&shape)];
-    let weigh = |v: T| Weighted {
-        sum: v.to_f64(),
-        count: 1.0,
-    };
-    reduce_level(src, &window, Sum::new(weigh, mean), &mut level);
-
-    let num_mips = outputs.len();
-    for (mip, out) in outputs.iter_mut().enumerate() {
-        fill_output(out, |out| map_level(&level, out, |&v| T::from_f64(v)));
-        if mip + 1 == num_mips {
-            break;
-        }
-        let next_shape = window.output_shape(&shape);
-        let mut next = vec![0f64; volume(&next_shape)];
-        let weigh = |v: f64| Weighted { sum: v, count: 1.0 };
-        reduce_level(
-            Source::from_fortran(&level, &shape),
-            &window,
-            Sum::new(weigh, mean),
-            &mut next,
-        );
-        level = next;
-        shape = next_shape;
-    }
+    accumulate_pyramid(
+        input,
+        outputs,
+        |_| window,
+        Sum::new(
+            |v: T| Weighted {
+                sum: v.to_f64(),
+                count: 1.0,
+            },
+            mean,
+        ),
+        Sum::new(|v: f64| Weighted { sum: v, count: 1.0 }, mean),
+        |_, &v| v,
+        |_, &v| T::from_f64(v),
+    );
 }
 
 fn volume(shape: &Dims) -> usize {

@@ -1,0 +1,59 @@
+//! Kernel throughput in input megavoxels per second (median of 5 runs), without the
+//! Python side. `cargo bench --bench kernels [-- FILTER]`; TINYBRAIN_NUM_THREADS picks
+//! the thread count (default: one per core).
+
+use std::time::Instant;
+
+use ndarray::{ArrayD, IxDyn, ShapeBuilder};
+use tinybrain::{downsample, Element, Method};
+
+fn volume<T: Element>(shape: &[usize], value: impl Fn(usize) -> T) -> ArrayD<T> {
+    let n: usize = shape.iter().product();
+    ArrayD::from_shape_vec(IxDyn(shape).f(), (0..n).map(value).collect()).unwrap()
+}
+
+fn hash(i: usize) -> u64 {
+    let mut x = i as u64 ^ 0x9E37_79B9_7F4A_7C15;
+    x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    x ^ (x >> 31)
+}
+
+fn run<T: Element>(name: &str, input: &ArrayD<T>, method: Method, factor: &[usize], mips: usize, sparse: bool) {
+    let filter = std::env::args().nth(1).filter(|a| !a.starts_with('-'));
+    if filter.is_some_and(|f| !name.contains(&f)) {
+        return;
+    }
+    let mut times: Vec<f64> = (0..5)
+        .map(|_| {
+            let start = Instant::now();
+            let out = downsample(method, input.view(), factor, mips, sparse).unwrap();
+            std::hint::black_box(out);
+            start.elapsed().as_secs_f64()
+        })
+        .collect();
+    times.sort_by(f64::total_cmp);
+    let mvx = input.len() as f64 / times[2] / 1e6;
+    println!("{name:40} {mvx:9.0} MVx/s  ({:.1} ms)", times[2] * 1e3);
+}
+
+fn main() {
+    println!("threads: {}", tinybrain::num_threads());
+    let gray = volume::<u8>(&[1024, 1024, 64], |i| (hash(i) & 0xff) as u8);
+    run("avg 2x2x1 u8", &gray, Method::Average, &[2, 2, 1], 1, false);
+    run("avg 2x2x1 u8 4 mips", &gray, Method::Average, &[2, 2, 1], 4, false);
+    run("avg 2x2x2 u8", &gray, Method::Average, &[2, 2, 2], 1, false);
+    run("avg 2x2x1 u8 sparse", &gray, Method::Average, &[2, 2, 1], 1, true);
+    run("max 2x2x1 u8", &gray, Method::Max, &[2, 2, 1], 1, false);
+    run("stride 2x2x1 u8", &gray, Method::Stride, &[2, 2, 1], 1, false);
+    let random = volume::<u64>(&[512, 512, 64], |i| hash(i) % 50);
+    let blocky = volume::<u64>(&[512, 512, 64], |i| {
+        let (x, y, z) = (i % 512, (i / 512) % 512, i / (512 * 512));
+        hash(x / 37 + 100 * (y / 29) + 10_000 * (z / 7)) % 1000
+    });
+    run("mode 2x2x1 u64 random", &random, Method::Mode, &[2, 2, 1], 1, false);
+    run("mode 2x2x1 u64 realistic", &blocky, Method::Mode, &[2, 2, 1], 1, false);
+    run("mode 2x2x2 u64 random", &random, Method::Mode, &[2, 2, 2], 1, false);
+    run("mode 2x2x2 u64 realistic", &blocky, Method::Mode, &[2, 2, 2], 1, false);
+    run("mode 3x3x3 u64 realistic", &blocky, Method::Mode, &[3, 3, 3], 1, false);
+}
