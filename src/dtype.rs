@@ -80,6 +80,10 @@ pub trait Element: Copy + Send + Sync + PartialEq + PartialOrd + Debug + Default
     const DTYPE: DType;
     const BITS: u32;
     const AVERAGING: AveragingClass;
+    /// The smallest and largest values (infinities for floats): the identities of max
+    /// and min pooling.
+    const LOWEST: Self;
+    const HIGHEST: Self;
     /// The bit pattern, used where labels compare bitwise (mode pooling).
     type Bits: Copy + Eq + Ord + Hash + Default + Send + Sync + Debug;
 
@@ -107,6 +111,8 @@ macro_rules! impl_int_element {
             const DTYPE: DType = DType::$dtype;
             const BITS: u32 = <$t>::BITS;
             const AVERAGING: AveragingClass = AveragingClass::$class;
+            const LOWEST: Self = <$t>::MIN;
+            const HIGHEST: Self = <$t>::MAX;
             type Bits = $bits_ty;
             #[inline(always)]
             fn to_bits(self) -> $bits_ty {
@@ -156,6 +162,8 @@ macro_rules! impl_float_element {
             const DTYPE: DType = DType::$dtype;
             const BITS: u32 = $bits;
             const AVERAGING: AveragingClass = AveragingClass::Float;
+            const LOWEST: Self = <$t>::NEG_INFINITY;
+            const HIGHEST: Self = <$t>::INFINITY;
             type Bits = $bits_ty;
             #[inline(always)]
             fn to_bits(self) -> $bits_ty {

@@ -27,11 +27,20 @@ pub(crate) fn downsample<T: Element>(
     let edge = if in_family { Edge::Replicate } else { Edge::Clip };
     match (in_family, sparse, T::AVERAGING) {
         (true, false, AveragingClass::NarrowInt) => {
-            shifted_accumulator(input, &factor, cadence::<T>(fam), outputs);
+            // A cycle of 2x2 mips fits i32 (at most 65535 * 4^4); 2x2x2 needs i64.
+            match fam {
+                Family::TwoByTwo(_) => shifted_accumulator::<T, i32>(input, &factor, cadence::<T>(fam), outputs),
+                _ => shifted_accumulator::<T, i64>(input, &factor, cadence::<T>(fam), outputs),
+            }
             Ok(())
         }
-        (_, true, AveragingClass::NarrowInt | AveragingClass::WideInt) | (true, false, AveragingClass::WideInt) => {
-            check_i128_headroom::<T>(input.shape(), &factor, edge, outputs.len())?;
+        (_, true, AveragingClass::NarrowInt) => {
+            check_headroom::<T>(input.shape(), &factor, edge, outputs.len(), 63)?;
+            exact_mean::<T, i64>(input, &factor, edge, sparse, outputs);
+            Ok(())
+        }
+        (_, true, AveragingClass::WideInt) | (true, false, AveragingClass::WideInt) => {
+            check_headroom::<T>(input.shape(), &factor, edge, outputs.len(), 127)?;
             exact_mean::<T, i128>(input, &factor, edge, sparse, outputs);
             Ok(())
         }
@@ -55,21 +64,36 @@ fn cadence<T: Element>(fam: Family) -> (usize, u32) {
     }
 }
 
-/// Division by 2^shift, truncated toward zero as tinybrain renders signed sums.
-#[inline(always)]
-fn shift_toward_zero(acc: i32, shift: u32) -> i32 {
-    if acc < 0 {
-        -((-acc) >> shift)
-    } else {
-        acc >> shift
-    }
+/// Signed accumulators of the shifted scheme: i32 where a whole cycle fits, i64 where
+/// it does not (u8 over the 8 mips of a 2x2x2 cycle reaches 255 * 8^8 > 2^31).
+trait ShiftedAccumulator:
+    Copy + Default + Send + Sync + std::ops::AddAssign + std::ops::Shr<u32, Output = Self> + 'static
+{
+    fn widen<T: Element>(v: T) -> Self;
+    /// Division by 2^shift truncated toward zero, as tinybrain renders signed sums.
+    fn shift_toward_zero(self, shift: u32) -> i128;
 }
+
+macro_rules! impl_shifted_accumulator {
+    ($($t:ty),*) => {$(
+        impl ShiftedAccumulator for $t {
+            #[inline(always)]
+            fn widen<T: Element>(v: T) -> Self {
+                v.to_i128() as $t
+            }
+            #[inline(always)]
+            fn shift_toward_zero(self, shift: u32) -> i128 {
+                (if self < 0 { -((-self) >> shift) } else { self >> shift }) as i128
+            }
+        }
+    )*};
+}
+impl_shifted_accumulator!(i32, i64);
 
 /// tinybrain's multi-mip scheme: the accumulator is never divided, only shifted when a
 /// mip is rendered, and itself shifted (floored) after the last mip of each cycle.
-/// Replicate padding is applied at every level, including on axes of size 1. i32 holds
-/// a whole cycle: at most 255 * 8^8 (u8, 2x2x2) or 65535 * 8^5 (u16, 2x2x2) < 2^31.
-fn shifted_accumulator<T: Element>(
+/// Replicate padding is applied at every level, including on axes of size 1.
+fn shifted_accumulator<T: Element, A: ShiftedAccumulator>(
     input: &ArrayViewD<'_, T>,
     factor: &Dims,
     (cycle, bits): (usize, u32),
@@ -77,13 +101,12 @@ fn shifted_accumulator<T: Element>(
 ) {
     let window = Window::pooling(factor, Edge::Replicate);
     let shift_of = |mip: usize| bits * ((mip % cycle) as u32 + 1);
-    let widen = |v: T| v.to_i128() as i32;
-    let same = |a: i32| a;
+    let same = |a: A| a;
     accumulate_pyramid(
         input,
         outputs,
         |_| window,
-        Sum::new(widen, same),
+        Sum::new(A::widen::<T>, same),
         Sum::new(same, same),
         // After the last mip of a cycle the accumulator itself drops the rendered bits.
         |mip, &acc| {
@@ -93,7 +116,7 @@ fn shifted_accumulator<T: Element>(
                 acc
             }
         },
-        |mip, &acc| T::from_i128(shift_toward_zero(acc, shift_of(mip)) as i128),
+        |mip, &acc| T::from_i128(acc.shift_toward_zero(shift_of(mip))),
     );
 }
 
@@ -161,7 +184,8 @@ impl<A: AddAssign> AddAssign for Weighted<A> {
     }
 }
 
-/// The accumulator types of exact means: i128 for integers, f64 for floats.
+/// The accumulator types of exact means: i64 for 8/16-bit integers (cheaper, and
+/// enough), i128 for 32/64-bit integers, f64 for floats.
 trait MeanAccumulator: Copy + Default + Send + Sync + AddAssign + 'static {
     const ONE: Self;
     fn from_element<T: Element>(v: T) -> Self;
@@ -181,6 +205,22 @@ impl MeanAccumulator for i128 {
             T::default()
         } else {
             T::from_i128(w.sum / w.count)
+        }
+    }
+}
+
+impl MeanAccumulator for i64 {
+    const ONE: Self = 1;
+    #[inline(always)]
+    fn from_element<T: Element>(v: T) -> Self {
+        v.to_i128() as i64
+    }
+    #[inline(always)]
+    fn render<T: Element>(w: Weighted<Self>) -> T {
+        if w.count == 0 {
+            T::default()
+        } else {
+            T::from_i128((w.sum / w.count) as i128)
         }
     }
 }
@@ -243,8 +283,15 @@ fn exact_mean<T: Element, A: MeanAccumulator>(
     );
 }
 
-/// Refuses the (absurdly large) pyramids whose i128 sums could overflow, before any write.
-fn check_i128_headroom<T: Element>(shape: &[usize], factor: &Dims, edge: Edge, num_mips: usize) -> Result<()> {
+/// Refuses the (absurdly large) pyramids whose sums could overflow an accumulator of
+/// `accumulator_bits` value bits, before any write.
+fn check_headroom<T: Element>(
+    shape: &[usize],
+    factor: &Dims,
+    edge: Edge,
+    num_mips: usize,
+    accumulator_bits: u32,
+) -> Result<()> {
     let mut shape = pad_dims(shape);
     let mut weight_bits = 0f64;
     for _ in 0..num_mips {
@@ -262,10 +309,11 @@ fn check_i128_headroom<T: Element>(shape: &[usize], factor: &Dims, edge: Edge, n
         }
         shape = next;
     }
-    if weight_bits + T::BITS as f64 > 126.0 {
+    if weight_bits + T::BITS as f64 >= accumulator_bits as f64 {
         bail!(
             Unsupported,
-            "averaging {num_mips} mips of this shape could overflow the 128-bit accumulator"
+            "averaging {num_mips} mips of this shape could overflow the {}-bit accumulator",
+            accumulator_bits + 1
         );
     }
     Ok(())

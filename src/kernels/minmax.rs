@@ -13,30 +13,42 @@ pub(crate) enum Extremum {
     Max,
 }
 
+/// Max pooling when `MAX`, min pooling otherwise (a constant, so the row loop has no
+/// branch on it).
 #[derive(Clone)]
-struct Pick {
-    which: Extremum,
+struct Pick<const MAX: bool>;
+
+impl<const MAX: bool> Pick<MAX> {
+    /// The value every other value replaces (so no "empty" state is needed): the lowest
+    /// value for max, the highest for min; infinities for floats.
+    #[inline(always)]
+    fn identity<T: Element>() -> T {
+        if MAX {
+            T::LOWEST
+        } else {
+            T::HIGHEST
+        }
+    }
 }
 
-impl<T: Element> Reducer<T> for Pick {
-    type Lane = Option<T>;
+impl<T: Element, const MAX: bool> Reducer<T> for Pick<MAX> {
+    type Lane = T;
     type Output = T;
     #[inline(always)]
-    fn push(&self, best: &mut Option<T>, value: T) {
-        *best = Some(match *best {
-            None => value,
-            Some(best) if best.is_nan() => best,
-            Some(_) if value.is_nan() => value,
-            Some(best) => match self.which {
-                Extremum::Max if value > best => value,
-                Extremum::Min if value < best => value,
-                _ => best,
-            },
-        });
+    fn new_lane(&self) -> T {
+        Self::identity()
+    }
+    /// A select, not a branch: for integers (is_nan is constant false) this is a
+    /// vectorisable max/min.
+    #[inline(always)]
+    fn push(&self, best: &mut T, value: T) {
+        let better = if MAX { value > *best } else { value < *best };
+        let take = !best.is_nan() && (value.is_nan() || better);
+        *best = if take { value } else { *best };
     }
     #[inline(always)]
-    fn finish(&self, best: &mut Option<T>) -> T {
-        best.take().expect("a pooling window is never empty")
+    fn finish(&self, best: &mut T) -> T {
+        std::mem::replace(best, Self::identity())
     }
 }
 
@@ -47,6 +59,8 @@ pub(crate) fn downsample<T: Element>(
     outputs: &mut [ArrayViewMutD<'_, T>],
 ) {
     let window = Window::pooling(&pad_dims(factor), Edge::Clip);
-    let reducer = Pick { which };
-    super::pyramid_from_previous_mip(input, outputs, |_| window, reducer);
+    match which {
+        Extremum::Max => super::pyramid_from_previous_mip(input, outputs, |_| window, Pick::<true>),
+        Extremum::Min => super::pyramid_from_previous_mip(input, outputs, |_| window, Pick::<false>),
+    }
 }
