@@ -36,6 +36,18 @@ fn main() {
     println!("cargo:rerun-if-changed=cbindgen.toml");
     println!("cargo:rerun-if-env-changed=TINYBRAIN_BLESS_HEADER");
 
+    // A versioned soname, as cargo-c sets it: libtinybrain.so.0.MINOR while 0.x, then
+    // libtinybrain.so.MAJOR. Builds in target/ get a matching symlink from the scripts.
+    if std::env::var("CARGO_CFG_TARGET_OS").as_deref() == Ok("linux") {
+        let (major, minor) = (env!("CARGO_PKG_VERSION_MAJOR"), env!("CARGO_PKG_VERSION_MINOR"));
+        let soname = if major == "0" {
+            format!("libtinybrain.so.0.{minor}")
+        } else {
+            format!("libtinybrain.so.{major}")
+        };
+        println!("cargo:rustc-cdylib-link-arg=-Wl,-soname,{soname}");
+    }
+
     let text = header_text(crate_dir);
     std::fs::write(Path::new(&out_dir).join("tinybrain.h"), &text).expect("OUT_DIR is writable");
     let committed = crate_dir.join("include").join("tinybrain.h");

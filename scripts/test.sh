@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite, as CI runs it: Rust unit and integration tests (incl. the header
 # drift check), lint, the C and C++ programs against the built library, and the Python
-# conformance suite against tinybrain 1.7.0 in a repo-local virtualenv (.venv).
+# conformance suite against tinybrain 1.7.0 in a repo-local virtualenv (.venv), and the
+# library installed into a prefix as its C, C++, Julia and MATLAB/Octave users meet it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -12,6 +13,7 @@ bash tests/python/setup_venv.sh
 
 step "cargo build --release"
 cargo build --release
+bash scripts/link-soname.sh
 
 step "cargo fmt --check, cargo clippy"
 cargo fmt --check
@@ -25,3 +27,6 @@ bash tests/c/run.sh
 
 step "Python conformance suite (pytest tests/python)"
 .venv/bin/python -m pytest tests/python -q -p no:cacheprovider
+
+step "Installed into a prefix: C/C++ via CMake and pkg-config, Julia/MATLAB mirrors, MEX under Octave (tests/packaging/run.sh)"
+TB_NO_CARGO_BUILD=1 bash tests/packaging/run.sh

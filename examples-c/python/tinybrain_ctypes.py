@@ -27,6 +27,7 @@ import numpy as np
 
 __all__ = [
     "TinybrainError",
+    "chunk_alignment",
     "downsample_packed",
     "downsample_segmentation",
     "downsample_with_averaging",
@@ -262,6 +263,40 @@ def pyramid_len(shape, factor, num_mips):
         )
     )
     return n.value
+
+
+def chunk_alignment(factor, num_mips):
+    """factor**num_mips per axis (tb_chunk_alignment), as a tuple with one entry per
+    factor entry.
+
+    A chunk that starts at a multiple of it on every axis, and whose size is a
+    multiple of it or that ends at the volume's edge, gives exactly the mips of the
+    same region of the whole volume, for every method: such chunks can be
+    downsampled independently (on other threads, processes or machines) and their
+    mips pasted side by side, at offset start // factor**k in mip k.
+    """
+    if np.isscalar(factor):
+        factor = (factor,)
+    fac = []
+    for f in factor:
+        if isinstance(f, (float, np.floating)) and float(f).is_integer():
+            f = int(f)
+        f = operator.index(f)
+        if f < 0:
+            raise ValueError(f"factors must be positive, got {tuple(factor)}")
+        fac.append(f)
+    num_mips = operator.index(num_mips)
+    if num_mips < 0:
+        raise ValueError("num_mips must be >= 0")
+    if num_mips >= 2 ** (8 * ctypes.sizeof(_size_t)):
+        raise OverflowError(f"num_mips={num_mips} does not fit in size_t")
+    lib = load_library()
+    fn = lib.tb_chunk_alignment
+    fn.argtypes = [_size_t, _size_p, _size_t, _size_p]
+    fn.restype = ctypes.c_int32
+    out = (_size_t * max(len(fac), 1))()
+    _check(fn(len(fac), _sizes(fac), num_mips, out))
+    return tuple(out[: len(fac)])
 
 
 def _element_strides(arr):

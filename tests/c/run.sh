@@ -71,6 +71,7 @@ finish() {
 if [[ -z "${TB_NO_CARGO_BUILD:-}" ]]; then
     check "cargo build --release" "$LOGS/cargo-build.log" cargo build --release
 fi
+bash scripts/link-soname.sh
 if [[ ! -f "$LIBDIR/libtinybrain.so" || ! -f "$LIBDIR/libtinybrain.a" ]]; then
     fail "target/release/libtinybrain.so and libtinybrain.a exist"
     finish
