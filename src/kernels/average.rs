@@ -12,7 +12,7 @@ use ndarray::{ArrayViewD, ArrayViewMutD};
 use crate::dtype::{AveragingClass, Element};
 use crate::engine::{fill_output, reduce_level_rendered, Edge, Reducer, Source, Window};
 use crate::error::{bail, Result};
-use crate::kernels::Sum;
+use crate::kernels::{Scale, Sum};
 use crate::shape::{family, pad_dims, Dims, Family, MAX_NDIM};
 
 pub(crate) fn downsample<T: Element>(
@@ -24,7 +24,8 @@ pub(crate) fn downsample<T: Element>(
     let fam = family(factor);
     let factor = pad_dims(factor);
     let in_family = matches!(fam, Family::TwoByTwo(_) | Family::TwoByTwoByTwo(_));
-    let edge = if in_family { Edge::Replicate } else { Edge::Clip };
+    // Exact means weigh replicated voxels instead of repeating them (see Edge).
+    let edge = if in_family { Edge::ReplicateWeighted } else { Edge::Clip };
     match (in_family, sparse, T::AVERAGING) {
         (true, false, AveragingClass::NarrowInt) => {
             // A cycle of 2x2 mips fits i32 (at most 65535 * 4^4); 2x2x2 needs i64.
@@ -67,7 +68,7 @@ fn cadence<T: Element>(fam: Family) -> (usize, u32) {
 /// Signed accumulators of the shifted scheme: i32 where a whole cycle fits, i64 where
 /// it does not (u8 over the 8 mips of a 2x2x2 cycle reaches 255 * 8^8 > 2^31).
 trait ShiftedAccumulator:
-    Copy + Default + Send + Sync + std::ops::AddAssign + std::ops::Shr<u32, Output = Self> + 'static
+    Copy + Default + Send + Sync + std::ops::AddAssign + std::ops::Shr<u32, Output = Self> + Scale + 'static
 {
     fn widen<T: Element>(v: T) -> Self;
     /// Division by 2^shift truncated toward zero, as tinybrain renders signed sums.
@@ -176,6 +177,16 @@ struct Weighted<A> {
     count: A,
 }
 
+impl<A: Scale> Scale for Weighted<A> {
+    #[inline(always)]
+    fn times(self, copies: u32) -> Self {
+        Weighted {
+            sum: self.sum.times(copies),
+            count: self.count.times(copies),
+        }
+    }
+}
+
 impl<A: AddAssign> AddAssign for Weighted<A> {
     #[inline(always)]
     fn add_assign(&mut self, other: Self) {
@@ -186,7 +197,7 @@ impl<A: AddAssign> AddAssign for Weighted<A> {
 
 /// The accumulator types of exact means: i64 for 8/16-bit integers (cheaper, and
 /// enough), i128 for 32/64-bit integers, f64 for floats.
-trait MeanAccumulator: Copy + Default + Send + Sync + AddAssign + 'static {
+trait MeanAccumulator: Copy + Default + Send + Sync + AddAssign + Scale + 'static {
     const ONE: Self;
     fn from_element<T: Element>(v: T) -> Self;
     /// sum / count in the output type; 0 when the count is 0 (an all-zero sparse window).
@@ -299,7 +310,7 @@ fn check_headroom<T: Element>(
         for axis in 0..MAX_NDIM {
             weight_bits += (window.extent[axis].min(match edge {
                 Edge::Clip => shape[axis],
-                Edge::Replicate => usize::MAX,
+                Edge::Replicate | Edge::ReplicateWeighted => usize::MAX,
             }) as f64)
                 .log2();
         }

@@ -48,9 +48,26 @@ impl<Convert, Finish> Sum<Convert, Finish> {
     }
 }
 
-impl<S, A, Out, Convert, Finish> Reducer<S> for Sum<Convert, Finish>
+/// Accumulators that can stand for several copies of one value.
+pub(crate) trait Scale {
+    fn times(self, copies: u32) -> Self;
+}
+
+macro_rules! impl_scale {
+    ($($t:ty),*) => {$(
+        impl Scale for $t {
+            #[inline(always)]
+            fn times(self, copies: u32) -> Self {
+                self * copies as $t
+            }
+        }
+    )*};
+}
+impl_scale!(i32, i64, i128, f64);
+
+impl<S: Copy, A, Out, Convert, Finish> Reducer<S> for Sum<Convert, Finish>
 where
-    A: Copy + Default + Send + Sync + std::ops::AddAssign,
+    A: Copy + Default + Send + Sync + std::ops::AddAssign + Scale,
     Out: Send,
     Convert: Fn(S) -> A + Clone + Send + Sync,
     Finish: Fn(A) -> Out + Clone + Send + Sync,
@@ -60,6 +77,10 @@ where
     #[inline(always)]
     fn push(&self, total: &mut A, value: S) {
         *total += (self.convert)(value);
+    }
+    #[inline(always)]
+    fn push_weighted(&self, total: &mut A, value: S, weight: u32) {
+        *total += (self.convert)(value).times(weight);
     }
     #[inline(always)]
     fn finish(&self, total: &mut A) -> Out {

@@ -5,11 +5,8 @@ factor**num_mips on every axis, and whose size is a multiple of it or that ends 
 the volume's edge, gives exactly the mips of the same region of the whole volume:
 mip k of the chunk is mip k of the whole volume at offset start // factor**k. This
 holds for every method (averaging incl. sparse and tinybrain's integer-truncation
-cadence, mode incl. sparse, min, max, striding) and every factor, with one known
-exception: float averaging in the 2x2/2x2x2 families on an edge chunk of at most
-half the alignment differs in the last bit (a library bug, reproduced by the strict
-xfail test_short_float_edge_chunk_bug). For those cases only, the chunk grids here
-merge such an edge chunk into its neighbour, as dask_pyramid.aligned_chunks does.
+cadence, mode incl. sparse, min, max, striding), every dtype (floats included) and
+every factor.
 
 Every test here cuts a random volume into such chunks (irregular sizes, the last one
 on an axis usually shorter), downsamples each chunk on its own as a view of the
@@ -96,29 +93,18 @@ def volume(rng, method, sparse, shape, dtype):
     return vol
 
 
-def chunk_bounds(rng, size, align, regular=False, short_edge=True):
+def chunk_bounds(rng, size, align, regular=False):
     """[start, stop) intervals covering 0..size: each starts at a multiple of
     align, each but the last is a multiple of align long (at least 4 voxels: 1 to 3
     times the smallest such multiple, or always that multiple if regular), the last
-    ends at the edge. short_edge=False merges a last chunk of at most align / 2
-    voxels into the one before it (see test_short_float_edge_chunk_bug)."""
+    ends at the edge."""
     unit = align * -(-4 // align)
     bounds, start = [], 0
     while start < size:
         step = unit if regular else unit * int(rng.integers(1, 4))
         bounds.append((start, min(start + step, size)))
         start += step
-    if not short_edge and len(bounds) > 1 and 2 * (bounds[-1][1] - bounds[-1][0]) <= align:
-        bounds[-2:] = [(bounds[-2][0], size)]
     return bounds
-
-
-def short_edge_ok(method, dtype, factor):
-    """False where a short edge chunk is known to differ in the last bit: float
-    averaging in the 2x2 and 2x2x2 families (test_short_float_edge_chunk_bug)."""
-    twos = [f for f in factor if f != 1]
-    family = twos == [2, 2] or twos == [2, 2, 2]
-    return not (method == "averaging" and np.dtype(dtype).kind == "f" and family)
 
 
 def chunked(method, sparse, vol, factor, num_mips, bounds):
@@ -161,8 +147,7 @@ def test_aligned_chunks_equal_whole_volume(rng, method, sparse, shape, factor, n
     for i, dtype in enumerate(ALL_DTYPES):
         order, regular = (("F", False), ("C", True))[i % 2]
         vol = np.asarray(volume(rng, method, sparse, shape, dtype), order=order)
-        ok = short_edge_ok(method, dtype, factor)
-        bounds = [chunk_bounds(rng, s, a, regular, ok) for s, a in zip(shape, align)]
+        bounds = [chunk_bounds(rng, s, a, regular) for s, a in zip(shape, align)]
         what = f"{method} sparse={sparse} {np.dtype(dtype).name} {order} chunks {bounds}"
         check(method, sparse, vol, factor, num_mips, bounds, what)
 
@@ -204,8 +189,7 @@ def test_aligned_chunks_equal_whole_volume_random(case):
     rng = np.random.default_rng(seed)
     vol = np.asarray(volume(rng, method, sparse, shape, dtype), order=order)
     align = tb.chunk_alignment(factor, num_mips)
-    ok = short_edge_ok(method, dtype, factor)
-    bounds = [chunk_bounds(rng, s, a, short_edge=ok) for s, a in zip(shape, align)]
+    bounds = [chunk_bounds(rng, s, a) for s, a in zip(shape, align)]
     what = f"{method} sparse={sparse} {dtype.name} {shape} f={factor} chunks {bounds}"
     check(method, sparse, vol, factor, num_mips, bounds, what)
 
@@ -228,19 +212,12 @@ def test_edge_chunk_is_the_whole_volume_call(rng):
                 assert_exact(p, w[region], what=f"{method} sparse={sparse} f={factor} mip {k}")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="library bug: float averaging in the 2x2/2x2x2 families leaves an axis of "
-    "size 1 out of the window (src/kernels/average.rs exact_window), so a chunk or mip "
-    "that is 1 voxel wide there sums (a+b)/2 where the whole volume sums the replicated "
-    "(a+b+a+b)/4; the two differ in the last bit. Integers are exact.",
-)
-def test_short_float_edge_chunk_bug(rng):
+def test_short_float_edge_chunk_is_exact(rng):
     """An edge chunk of at most half the alignment is 1 voxel wide at some mip
-    below num_mips on that axis while the whole volume is not; float averaging then
-    differs in the last bit of the float64 mean (float32 outputs mostly round it
-    away). Until it is fixed, chunkers merge such a chunk into its neighbour
-    (dask_pyramid.aligned_chunks does)."""
+    below num_mips on that axis while the whole volume is not. Float averaging used
+    to differ there in the last bit (the whole volume summed the replicated values one
+    by one, the chunk left the size-1 axis out); replicated voxels are now weighed
+    instead of repeated, so both sums are exact power-of-two multiples of each other."""
     vol = random_values(rng, (3, 64), np.float64)  # x: chunks [0, 2) and [2, 3)
     for sparse in (False, True):
         check("averaging", sparse, vol, (2, 2), 1, [[(0, 2), (2, 3)], [(0, 64)]], "x edge 1")

@@ -90,9 +90,8 @@ def test_dask_pyramid_equals_single_call(
 
 
 def test_float_edge_chunk_is_merged_and_exact(client):
-    """A short float64 edge chunk would differ in the last bit (library bug, see
-    test_chunks.py); aligned_chunks merges it into its neighbour, so the float
-    pyramid is still exact."""
+    """aligned_chunks merges a sliver of an edge chunk into its neighbour, and the
+    float64 pyramid of that chunking is exact."""
     rng = np.random.default_rng(7)
     vol = (dp.synthetic_block("em", 3, (0, 0, 0), (131, 70, 6)) / 7.0).astype(np.float64)
     vol += rng.random(vol.shape) * 1e-3
