@@ -109,14 +109,9 @@ fn shifted_accumulator<T: Element, A: ShiftedAccumulator>(
         |_| window,
         Sum::new(A::widen::<T>, same),
         Sum::new(same, same),
-        // After the last mip of a cycle the accumulator itself drops the rendered bits.
-        |mip, &acc| {
-            if mip % cycle == cycle - 1 {
-                acc >> shift_of(mip)
-            } else {
-                acc
-            }
-        },
+        // After the last mip of a cycle the accumulator itself drops the rendered bits
+        // (a shift by 0 elsewhere: no branch in the row loop).
+        |mip, &acc| acc >> if mip % cycle == cycle - 1 { shift_of(mip) } else { 0 },
         |mip, &acc| T::from_i128(acc.shift_toward_zero(shift_of(mip))),
     );
 }
@@ -148,8 +143,15 @@ fn accumulate_pyramid<T, A, K, First, Next>(
         let window = window_for(&shape);
         let out_shape = window.output_shape(&shape);
         let state = if mip + 1 < num_mips {
-            current.clear();
-            current.resize(volume(&out_shape), K::default());
+            let len = volume(&out_shape);
+            if current.capacity() < len {
+                // A fresh zeroed allocation comes from the OS already zeroed (calloc),
+                // which skips the memset a resize would do over the whole level.
+                current = vec![K::default(); len];
+            } else {
+                current.truncate(len);
+                current.resize(len, K::default());
+            }
             Some(current.as_mut_slice())
         } else {
             None
