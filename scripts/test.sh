@@ -22,6 +22,9 @@ cargo clippy --release --all-targets -- -D warnings
 step "cargo test --release"
 cargo test --release
 
+step "Hostile input: ASan+UBSan and valgrind on C programs, a >2^32-element volume (tests/hostile/run.sh)"
+TB_NO_CARGO_BUILD=1 bash tests/hostile/run.sh
+
 step "C and C++ programs (tests/c/run.sh)"
 bash tests/c/run.sh
 

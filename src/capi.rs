@@ -180,7 +180,14 @@ struct RawArray {
 impl RawArray {
     /// Checks that the strides keep every element inside the address space and that the
     /// base is aligned; `name` is used in messages.
-    fn new(base: usize, shape: &[usize], strides: Vec<isize>, elem: usize, name: &str) -> Result<Self> {
+    fn new(base: usize, shape: &[usize], mut strides: Vec<isize>, elem: usize, name: &str) -> Result<Self> {
+        // The stride of a size-1 axis is never used to move; normalise it so no
+        // arithmetic (e.g. |isize::MIN|) is done with whatever the caller put there.
+        for (stride, &size) in strides.iter_mut().zip(shape) {
+            if size == 1 {
+                *stride = 0;
+            }
+        }
         if base % elem != 0 {
             bail!(BadStrides, "{name} is not aligned to its {elem}-byte elements");
         }
