@@ -18,8 +18,10 @@ pub fn header_text(crate_dir: &Path) -> String {
         env!("CARGO_PKG_VERSION"),
     ));
     let mut text = Vec::new();
+    // Every exported item lives in src/capi.rs; parsing that file alone avoids running a
+    // nested `cargo metadata` from inside the build (which once failed on a fresh clone).
     cbindgen::Builder::new()
-        .with_crate(crate_dir)
+        .with_src(crate_dir.join("src").join("capi.rs"))
         .with_config(config)
         .generate()
         .expect("cbindgen can parse the C ABI")
@@ -32,7 +34,7 @@ fn main() {
     let crate_dir = std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR");
     let crate_dir = Path::new(&crate_dir);
     let out_dir = std::env::var("OUT_DIR").expect("cargo sets OUT_DIR");
-    println!("cargo:rerun-if-changed=src");
+    println!("cargo:rerun-if-changed=src/capi.rs");
     println!("cargo:rerun-if-changed=cbindgen.toml");
     println!("cargo:rerun-if-env-changed=TINYBRAIN_BLESS_HEADER");
 

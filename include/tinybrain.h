@@ -89,8 +89,6 @@ typedef int32_t tb_dtype;
 #endif // __STDC_VERSION__ >= 202311L
 #endif // __cplusplus
 
-
-
 #ifdef __cplusplus
 extern "C" {
 #endif // __cplusplus
