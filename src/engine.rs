@@ -57,8 +57,68 @@ impl<'a, T: Copy> Source<'a, T> {
         }
     }
 
+    /// A buffer of the given shape laid out with `first_axis` fastest, then the other
+    /// axes in ascending order.
+    pub fn from_slice_axis_first(data: &'a [T], shape: &Dims, first_axis: usize) -> Self {
+        assert_eq!(data.len(), shape.iter().product::<usize>());
+        let mut strides = [0isize; MAX_NDIM];
+        strides[first_axis] = 1;
+        let mut step = shape[first_axis] as isize;
+        for axis in (0..MAX_NDIM).filter(|&a| a != first_axis) {
+            strides[axis] = step;
+            step *= shape[axis] as isize;
+        }
+        Source {
+            ptr: data.as_ptr(),
+            shape: *shape,
+            strides,
+            _borrow: PhantomData,
+        }
+    }
+
+    /// The sub-array `origin .. origin + shape` (which must lie inside this one).
+    pub fn region(&self, origin: &Dims, shape: &Dims) -> Self {
+        let mut offset = 0isize;
+        for axis in 0..MAX_NDIM {
+            assert!(origin[axis] + shape[axis] <= self.shape[axis]);
+            offset += self.offset_of(axis, origin[axis]);
+        }
+        Source {
+            // SAFETY: `offset` is the offset of the in-bounds element at `origin`
+            // (asserted above), so the pointer stays inside the borrowed array.
+            ptr: unsafe { self.ptr.offset(offset) },
+            shape: *shape,
+            strides: self.strides,
+            _borrow: PhantomData,
+        }
+    }
+
+    pub fn stride(&self, axis: usize) -> isize {
+        self.strides[axis]
+    }
+
+    /// The `len` elements along `axis` that start at `offset` (a sum of `offset_of`
+    /// terms of in-bounds coordinates, the coordinate on `axis` being 0), as a slice
+    /// when they are contiguous; otherwise copied into `gathered`, which is returned.
+    pub fn line<'b>(&self, offset: isize, axis: usize, len: usize, gathered: &'b mut Vec<T>) -> &'b [T]
+    where
+        'a: 'b,
+    {
+        assert!(len <= self.shape[axis]);
+        let stride = self.strides[axis];
+        if stride == 1 || len <= 1 {
+            // SAFETY: elements offset + 0..len along a stride-1 axis (or a single
+            // element) are in bounds of the borrowed array, as the offset names an
+            // in-bounds element whose coordinate on `axis` is 0 and len <= shape[axis].
+            return unsafe { std::slice::from_raw_parts(self.ptr.offset(offset), len) };
+        }
+        gathered.clear();
+        gathered.extend((0..len).map(|i| self.read(offset + i as isize * stride)));
+        gathered
+    }
+
     #[inline(always)]
-    fn offset_of(&self, axis: usize, coordinate: usize) -> isize {
+    pub fn offset_of(&self, axis: usize, coordinate: usize) -> isize {
         coordinate as isize * self.strides[axis]
     }
 

@@ -12,6 +12,7 @@
 
 pub mod api;
 pub mod capi;
+mod cascade;
 mod dtype;
 mod engine;
 mod error;

@@ -12,7 +12,8 @@ use ndarray::{ArrayViewD, ArrayViewMutD};
 use crate::dtype::{AveragingClass, Element};
 use crate::engine::{fill_output, reduce_level_rendered, Edge, Reducer, Source, Window};
 use crate::error::{bail, Result};
-use crate::kernels::{Scale, Sum};
+use crate::cascade::{self, Levels};
+use crate::kernels::{BlockSum, Scale, Sum};
 use crate::shape::{family, pad_dims, Dims, Family, MAX_NDIM};
 
 pub(crate) fn downsample<T: Element>(
@@ -30,23 +31,23 @@ pub(crate) fn downsample<T: Element>(
         (true, false, AveragingClass::NarrowInt) => {
             // A cycle of 2x2 mips fits i32 (at most 65535 * 4^4); 2x2x2 needs i64.
             match fam {
-                Family::TwoByTwo(_) => shifted_accumulator::<T, i32>(input, &factor, cadence::<T>(fam), outputs),
-                _ => shifted_accumulator::<T, i64>(input, &factor, cadence::<T>(fam), outputs),
+                Family::TwoByTwo(_) => shifted_accumulator::<T, i32>(input, fam, cadence::<T>(fam), outputs),
+                _ => shifted_accumulator::<T, i64>(input, fam, cadence::<T>(fam), outputs),
             }
             Ok(())
         }
         (_, true, AveragingClass::NarrowInt) => {
             check_headroom::<T>(input.shape(), &factor, edge, outputs.len(), 63)?;
-            exact_mean::<T, i64>(input, &factor, edge, sparse, outputs);
+            exact_mean::<T, i64>(input, &factor, fam, sparse, outputs);
             Ok(())
         }
         (_, true, AveragingClass::WideInt) | (true, false, AveragingClass::WideInt) => {
             check_headroom::<T>(input.shape(), &factor, edge, outputs.len(), 127)?;
-            exact_mean::<T, i128>(input, &factor, edge, sparse, outputs);
+            exact_mean::<T, i128>(input, &factor, fam, sparse, outputs);
             Ok(())
         }
         (_, true, AveragingClass::Float) | (true, false, AveragingClass::Float) => {
-            exact_mean::<T, f64>(input, &factor, edge, sparse, outputs);
+            exact_mean::<T, f64>(input, &factor, fam, sparse, outputs);
             Ok(())
         }
         (false, false, _) => {
@@ -96,24 +97,20 @@ impl_shifted_accumulator!(i32, i64);
 /// Replicate padding is applied at every level, including on axes of size 1.
 fn shifted_accumulator<T: Element, A: ShiftedAccumulator>(
     input: &ArrayViewD<'_, T>,
-    factor: &Dims,
+    family: Family,
     (cycle, bits): (usize, u32),
     outputs: &mut [ArrayViewMutD<'_, T>],
 ) {
-    let window = Window::pooling(factor, Edge::Replicate);
     let shift_of = |mip: usize| bits * ((mip % cycle) as u32 + 1);
-    let same = |a: A| a;
-    accumulate_pyramid(
-        input,
-        outputs,
-        |_| window,
-        Sum::new(A::widen::<T>, same),
-        Sum::new(same, same),
+    let levels = Levels {
+        first: BlockSum::<_, false>(A::widen::<T>),
+        next: BlockSum::<_, false>(|a: A| a),
         // After the last mip of a cycle the accumulator itself drops the rendered bits
         // (a shift by 0 elsewhere: no branch in the row loop).
-        |mip, &acc| acc >> if mip % cycle == cycle - 1 { shift_of(mip) } else { 0 },
-        |mip, &acc| T::from_i128(acc.shift_toward_zero(shift_of(mip))),
-    );
+        keep: |mip, &acc: &A| acc >> if mip % cycle == cycle - 1 { shift_of(mip) } else { 0 },
+        render: |mip, &acc: &A| T::from_i128(acc.shift_toward_zero(shift_of(mip))),
+    };
+    cascade::run_family(input, family, outputs, &levels);
 }
 
 /// The loop shared by every averaging scheme: level 0 reduces the input with `first`,
@@ -267,10 +264,12 @@ fn exact_window(factor: &Dims, shape: &Dims, edge: Edge) -> Window {
     window
 }
 
+/// Exact means: over factor-2 blocks whose replicated voxels are weighed (the 2x2 and
+/// 2x2x2 families), or over clipped windows (any other factor).
 fn exact_mean<T: Element, A: MeanAccumulator>(
     input: &ArrayViewD<'_, T>,
     factor: &Dims,
-    edge: Edge,
+    family: Family,
     sparse: bool,
     outputs: &mut [ArrayViewMutD<'_, T>],
 ) {
@@ -285,10 +284,20 @@ fn exact_mean<T: Element, A: MeanAccumulator>(
         }
     };
     let same = |w: Weighted<A>| w;
+    if matches!(family, Family::TwoByTwo(_) | Family::TwoByTwoByTwo(_)) {
+        let levels = Levels {
+            first: BlockSum::<_, true>(weigh),
+            next: BlockSum::<_, true>(same),
+            keep: |_, &w: &Weighted<A>| w,
+            render: |_, &w: &Weighted<A>| A::render::<T>(w),
+        };
+        cascade::run_family(input, family, outputs, &levels);
+        return;
+    }
     accumulate_pyramid(
         input,
         outputs,
-        |shape| exact_window(factor, shape, edge),
+        |shape| exact_window(factor, shape, Edge::Clip),
         Sum::new(weigh, same),
         Sum::new(same, same),
         |_, &w| w,

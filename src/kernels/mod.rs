@@ -8,6 +8,7 @@ pub(crate) mod stride;
 
 use ndarray::{ArrayViewD, ArrayViewMutD};
 
+use crate::cascade::BlockReducer;
 use crate::dtype::Element;
 use crate::engine::{fill_output, reduce_level, Reducer, Source, Window};
 use crate::shape::Dims;
@@ -85,5 +86,39 @@ where
     #[inline(always)]
     fn finish(&self, total: &mut A) -> Out {
         (self.finish)(std::mem::take(total))
+    }
+}
+
+/// A block reducer that converts each value and adds them up in scan order; when
+/// `WEIGHTED`, an edge block's real voxels count as many times as they are repeated.
+#[derive(Clone)]
+pub(crate) struct BlockSum<Convert, const WEIGHTED: bool>(pub Convert);
+
+impl<S, A, Convert, const N: usize, const WEIGHTED: bool> BlockReducer<S, N> for BlockSum<Convert, WEIGHTED>
+where
+    S: Copy,
+    A: Copy + Default + Send + std::ops::AddAssign + Scale,
+    Convert: Fn(S) -> A + Sync,
+{
+    type Out = A;
+    const WEIGHTED: bool = WEIGHTED;
+    #[inline(always)]
+    fn reduce(&self, block: &[S; N]) -> A {
+        // From zero, in scan order: the same sum, to the bit, as the general engine's.
+        let mut total = A::default();
+        for &v in block {
+            total += (self.0)(v);
+        }
+        total
+    }
+    #[inline(always)]
+    fn reduce_weighted(&self, block: &[S; N], weights: &[u32; N]) -> A {
+        let mut total = A::default();
+        for (&v, &weight) in block.iter().zip(weights) {
+            if weight != 0 {
+                total += (self.0)(v).times(weight);
+            }
+        }
+        total
     }
 }

@@ -1,0 +1,564 @@
+//! Every mip of a factor-2 pyramid (the 2x2 and 2x2x2 families) in one pass.
+//!
+//! The input is cut into tiles of 2^mips voxels along each factor axis (whole lines
+//! along the "line axis", the one with the smallest stride) and 1 voxel along the
+//! others. A tile holds exactly the voxels that its part of every mip depends on, so
+//! each tile runs down all the levels on its own: level k+1 of the tile is reduced from
+//! level k while that is still in cache, and no level is ever stored whole. Tiles run in
+//! parallel, and each is always computed the same way, so results never depend on the
+//! number of threads.
+//!
+//! Along a line, blocks are read in address order: a level is a set of lines, and every
+//! output line is reduced from the 2 or 4 (2x2x2: 4 or 8) input lines of its blocks.
+
+use ndarray::{ArrayViewD, ArrayViewMutD};
+use rayon::prelude::*;
+
+use crate::engine::Source;
+use crate::shape::{pad_dims, Dims, Family, MAX_NDIM};
+
+/// Reduces one block of `N` values (N = 4 for 2x2, 8 for 2x2x2) given in scan order,
+/// axis 0 fastest. Blocks that run past the end of an axis are padded by repeating its
+/// last voxel.
+pub(crate) trait BlockReducer<S: Copy, const N: usize>: Sync {
+    type Out: Copy + Default + Send;
+    /// True when an edge block must say which of its values are copies (exact means weigh
+    /// the real voxel by its number of copies instead of adding the copies one by one).
+    const WEIGHTED: bool = false;
+    fn reduce(&self, block: &[S; N]) -> Self::Out;
+    /// An edge block: `weights[i]` copies of `block[i]`, where weight 0 marks a padding
+    /// copy. Only called when `WEIGHTED`.
+    #[inline(always)]
+    fn reduce_weighted(&self, block: &[S; N], weights: &[u32; N]) -> Self::Out {
+        let _ = weights;
+        self.reduce(block)
+    }
+}
+
+/// How one pyramid is reduced: `first` reduces the input, `next` the kept state of a
+/// level; each result is rendered into its mip and kept for the next level.
+pub(crate) struct Levels<First, Next, Keep, Render> {
+    pub first: First,
+    pub next: Next,
+    /// (mip index, result) -> the value the next level reduces.
+    pub keep: Keep,
+    /// (mip index, result) -> the output voxel.
+    pub render: Render,
+}
+
+/// Computes `outputs.len()` mips of `input` with factor 2 on `factor_axes` (2 or 3 of
+/// them, ascending; N = 2^their number) and 1 elsewhere, into the caller's views.
+pub(crate) fn run<T, K, A, First, Next, Keep, Render, const N: usize>(
+    input: &ArrayViewD<'_, T>,
+    factor_axes: &[usize],
+    outputs: &mut [ArrayViewMutD<'_, T>],
+    levels: &Levels<First, Next, Keep, Render>,
+) where
+    T: Copy + Default + Send + Sync,
+    K: Copy + Default + Send + Sync,
+    A: Copy + Default + Send,
+    First: BlockReducer<T, N, Out = A>,
+    Next: BlockReducer<K, N, Out = A>,
+    Keep: Fn(usize, &A) -> K + Sync,
+    Render: Fn(usize, &A) -> T + Sync,
+{
+    assert_eq!(1 << factor_axes.len(), N);
+    if outputs.is_empty() {
+        return;
+    }
+    let src = Source::from_view(input);
+    let plan = Plan::new(&src, factor_axes, outputs.len());
+    let sinks: Vec<Sink<T>> = outputs.iter_mut().map(Sink::new).collect();
+    let tiles = plan.tile_count();
+    let per_task = plan.tiles_per_task();
+    let tasks = tiles.div_ceil(per_task);
+    (0..tasks)
+        .into_par_iter()
+        .for_each_init(Scratch::<T, K, A>::default, |scratch, task| {
+            for tile in task * per_task..((task + 1) * per_task).min(tiles) {
+                run_tile(&plan, &src, tile, &sinks, levels, scratch);
+            }
+        });
+}
+
+/// The shape of the work: levels, tiles and the line axis.
+struct Plan {
+    /// The factor axes, ascending.
+    axes: Vec<usize>,
+    /// Lines run along this axis (the input's smallest stride).
+    line_axis: usize,
+    /// The factor axes other than the line axis: each splits a block across two lines.
+    across: Vec<usize>,
+    /// Where the line axis stands among the factor axes, if it is one.
+    line_factor_position: Option<usize>,
+    /// Global shape of level k, k = 0..=mips.
+    shapes: Vec<Dims>,
+    /// Tile extent at level 0 on each axis, and the number of tiles along it.
+    tile_extent: Dims,
+    tile_counts: Dims,
+}
+
+impl Plan {
+    fn new<T: Copy>(src: &Source<'_, T>, axes: &[usize], mips: usize) -> Self {
+        let shape = src.shape;
+        let line_axis = (0..MAX_NDIM)
+            .filter(|&a| shape[a] > 1)
+            .min_by_key(|&a| src.stride(a).unsigned_abs())
+            .unwrap_or(0);
+        let mut shapes = vec![shape];
+        for _ in 0..mips {
+            let mut next = *shapes.last().expect("level 0 is there");
+            for &a in axes {
+                next[a] = next[a].div_ceil(2);
+            }
+            shapes.push(next);
+        }
+        let mut tile_extent = [1; MAX_NDIM];
+        let mut tile_counts = shape;
+        for &a in axes {
+            // Enough halvings to bring the axis to one voxel, or the number of mips.
+            let halvings = (usize::BITS - (shape[a] - 1).leading_zeros()).min(mips as u32);
+            tile_extent[a] = 1 << halvings;
+            tile_counts[a] = shape[a].div_ceil(tile_extent[a]);
+        }
+        tile_extent[line_axis] = shape[line_axis];
+        tile_counts[line_axis] = 1;
+        Plan {
+            axes: axes.to_vec(),
+            line_axis,
+            across: axes.iter().copied().filter(|&a| a != line_axis).collect(),
+            line_factor_position: axes.iter().position(|&a| a == line_axis),
+            shapes,
+            tile_extent,
+            tile_counts,
+        }
+    }
+
+    fn mips(&self) -> usize {
+        self.shapes.len() - 1
+    }
+
+    fn tile_count(&self) -> usize {
+        self.tile_counts.iter().product()
+    }
+
+    /// Enough tiles per parallel task that a task is not dominated by its set-up, and
+    /// enough tasks to balance the threads.
+    fn tiles_per_task(&self) -> usize {
+        let tile_volume: usize = self.tile_extent.iter().product();
+        let by_size = (1usize << 16).div_ceil(tile_volume.max(1));
+        let threads = rayon::current_num_threads().max(1);
+        let by_balance = self.tile_count().div_ceil(threads * 8);
+        by_size.min(by_balance).max(1)
+    }
+
+    /// The tile's coordinates in the tile grid (line axis excluded, axis order ascending).
+    fn tile_coords(&self, mut tile: usize) -> Dims {
+        let mut coords = [0; MAX_NDIM];
+        for axis in 0..MAX_NDIM {
+            coords[axis] = tile % self.tile_counts[axis];
+            tile /= self.tile_counts[axis];
+        }
+        coords
+    }
+
+    /// Origin (in level k's global coordinates) and shape of a tile at level k.
+    fn tile_at_level(&self, coords: &Dims, k: usize) -> (Dims, Dims) {
+        let mut origin = [0; MAX_NDIM];
+        let mut shape = [1; MAX_NDIM];
+        for axis in 0..MAX_NDIM {
+            if axis == self.line_axis {
+                shape[axis] = self.shapes[k][axis];
+                continue;
+            }
+            let extent = if self.axes.contains(&axis) {
+                (self.tile_extent[axis] >> k.min(63)).max(1)
+            } else {
+                self.tile_extent[axis]
+            };
+            origin[axis] = coords[axis] * extent;
+            shape[axis] = extent.min(self.shapes[k][axis] - origin[axis]);
+        }
+        (origin, shape)
+    }
+}
+
+/// Where one mip is written: the caller's view, any strides. Tiles write disjoint parts
+/// of it from several threads.
+struct Sink<T> {
+    ptr: *mut T,
+    shape: Dims,
+    strides: [isize; MAX_NDIM],
+}
+
+// SAFETY: a Sink is an exclusive borrow of the output view (taken in `run`, which holds
+// `&mut` to the views until every task has finished); threads write through it only to
+// the disjoint regions of distinct tiles, and `T: Send` values may move across threads.
+unsafe impl<T: Send> Send for Sink<T> {}
+// SAFETY: as above: no two threads ever write the same element, and nothing reads.
+unsafe impl<T: Send> Sync for Sink<T> {}
+
+impl<T> Sink<T> {
+    fn new(view: &mut ArrayViewMutD<'_, T>) -> Self {
+        let mut strides = [0isize; MAX_NDIM];
+        strides[..view.ndim()].copy_from_slice(view.strides());
+        Sink {
+            ptr: view.as_mut_ptr(),
+            shape: pad_dims(view.shape()),
+            strides,
+        }
+    }
+
+    /// Writes `values` along `axis` from `origin`.
+    fn write_line(&self, origin: &Dims, axis: usize, values: impl ExactSizeIterator<Item = T>) {
+        let mut offset = 0isize;
+        for a in 0..MAX_NDIM {
+            assert!(origin[a] < self.shape[a]);
+            offset += origin[a] as isize * self.strides[a];
+        }
+        let len = values.len();
+        assert!(origin[axis] + len <= self.shape[axis]);
+        let stride = self.strides[axis];
+        if stride == 1 || len == 1 {
+            // SAFETY: `offset` is the in-bounds element at `origin` and the next `len`
+            // elements along a stride-1 axis are in bounds (asserted above). The view
+            // is exclusively borrowed for the whole call (see the Send/Sync impls) and
+            // this tile is the only writer of this line.
+            let line = unsafe { std::slice::from_raw_parts_mut(self.ptr.offset(offset), len) };
+            for (slot, v) in line.iter_mut().zip(values) {
+                *slot = v;
+            }
+        } else {
+            for (i, v) in values.enumerate() {
+                // SAFETY: element i < len along `axis` of the line at `origin` is in
+                // bounds (asserted above); exclusive as for the contiguous case.
+                unsafe { *self.ptr.offset(offset + i as isize * stride) = v };
+            }
+        }
+    }
+}
+
+/// Per-thread buffers, reused from tile to tile.
+struct Scratch<T, K, A> {
+    /// Kept state of the level being read and of the level being written.
+    previous: Vec<K>,
+    current: Vec<K>,
+    /// Copies of input lines that are not contiguous.
+    gathered: [Vec<T>; 8],
+    /// Unused: state lines are always contiguous.
+    gathered_state: [Vec<K>; 8],
+    /// The results of one output line.
+    results: Vec<A>,
+}
+
+impl<T, K, A> Default for Scratch<T, K, A> {
+    fn default() -> Self {
+        Scratch {
+            previous: Vec::new(),
+            current: Vec::new(),
+            gathered: Default::default(),
+            gathered_state: Default::default(),
+            results: Vec::new(),
+        }
+    }
+}
+
+fn run_tile<T, K, A, First, Next, Keep, Render, const N: usize>(
+    plan: &Plan,
+    input: &Source<'_, T>,
+    tile: usize,
+    sinks: &[Sink<T>],
+    levels: &Levels<First, Next, Keep, Render>,
+    scratch: &mut Scratch<T, K, A>,
+) where
+    T: Copy + Default + Send + Sync,
+    K: Copy + Default + Send + Sync,
+    A: Copy + Default + Send,
+    First: BlockReducer<T, N, Out = A>,
+    Next: BlockReducer<K, N, Out = A>,
+    Keep: Fn(usize, &A) -> K + Sync,
+    Render: Fn(usize, &A) -> T + Sync,
+{
+    let coords = plan.tile_coords(tile);
+    let mips = plan.mips();
+    for k in 0..mips {
+        let (in_origin, in_shape) = plan.tile_at_level(&coords, k);
+        let (out_origin, out_shape) = plan.tile_at_level(&coords, k + 1);
+        let last = k + 1 == mips;
+        let Scratch {
+            previous,
+            current,
+            gathered,
+            gathered_state,
+            results,
+        } = scratch;
+        let kept = if last {
+            None
+        } else {
+            let len: usize = out_shape.iter().product();
+            current.clear();
+            current.resize(len, K::default());
+            Some(current.as_mut_slice())
+        };
+        let target = Target {
+            sink: &sinks[k],
+            origin: out_origin,
+            shape: out_shape,
+            kept,
+            keep: |a: &A| (levels.keep)(k, a),
+            render: |a: &A| (levels.render)(k, a),
+        };
+        if k == 0 {
+            let src = input.region(&in_origin, &in_shape);
+            reduce_level(plan, k, &src, &levels.first, target, gathered, results);
+        } else {
+            let src = Source::from_slice_axis_first(previous, &in_shape, plan.line_axis);
+            reduce_level(plan, k, &src, &levels.next, target, gathered_state, results);
+        }
+        std::mem::swap(&mut scratch.previous, &mut scratch.current);
+    }
+}
+
+/// Where the results of one level of one tile go.
+struct Target<'s, T, K, KeepFn, RenderFn> {
+    sink: &'s Sink<T>,
+    /// The tile's region of the mip.
+    origin: Dims,
+    shape: Dims,
+    /// The next level's state (line axis fastest over `shape`), unless this is the last mip.
+    kept: Option<&'s mut [K]>,
+    keep: KeepFn,
+    render: RenderFn,
+}
+
+/// Reduces level `k` of one tile (`src`) into the next.
+fn reduce_level<S, R, T, K, KeepFn, RenderFn, const N: usize>(
+    plan: &Plan,
+    k: usize,
+    src: &Source<'_, S>,
+    reducer: &R,
+    mut target: Target<'_, T, K, KeepFn, RenderFn>,
+    gathered: &mut [Vec<S>; 8],
+    results: &mut Vec<R::Out>,
+) where
+    S: Copy,
+    R: BlockReducer<S, N>,
+    KeepFn: Fn(&R::Out) -> K,
+    RenderFn: Fn(&R::Out) -> T,
+{
+    let line_axis = plan.line_axis;
+    let in_len = src.shape[line_axis];
+    let out_len = target.shape[line_axis];
+    let global = &plan.shapes[k];
+    let across = &plan.across;
+    let line_count = 1usize << across.len();
+    // A real voxel standing for its padding copy counts twice, unless the whole level
+    // is one voxel thick there (exact means leave such axes out of the window).
+    let doubled = |axis: usize| if global[axis] > 1 { 2 } else { 1 };
+    results.resize(out_len, R::Out::default());
+
+    let lines_out: usize = target.shape.iter().product::<usize>() / out_len;
+    let mut out_coords = [0usize; MAX_NDIM];
+    for line_index in 0..lines_out {
+        // The input lines of this output line, and their weights.
+        let mut lines: [&[S]; N] = [&[]; N];
+        let mut line_weights = [1u32; N];
+        let mut all_real = true;
+        let [g0, g1, g2, g3, g4, g5, g6, g7] = &mut *gathered;
+        let mut buffers = [g0, g1, g2, g3, g4, g5, g6, g7].into_iter();
+        for (combo, line) in lines.iter_mut().enumerate().take(line_count) {
+            let mut offset = 0isize;
+            for axis in 0..MAX_NDIM {
+                if axis == line_axis {
+                    continue;
+                }
+                let mut c = out_coords[axis];
+                if let Some(bit) = across.iter().position(|&a| a == axis) {
+                    let upper = combo >> bit & 1 == 1;
+                    c = 2 * c + upper as usize;
+                    if c >= src.shape[axis] {
+                        // Past the end: replicate the last voxel.
+                        c = src.shape[axis] - 1;
+                        all_real = false;
+                        line_weights[combo] *= if upper { 0 } else { doubled(axis) };
+                    } else if !upper && c + 1 >= src.shape[axis] {
+                        line_weights[combo] *= doubled(axis);
+                    }
+                }
+                offset += src.offset_of(axis, c);
+            }
+            *line = src.line(offset, line_axis, in_len, buffers.next().expect("8 buffers"));
+        }
+        // A line whose pair partner is missing was weighed above; the weights only
+        // matter at edges, so interior lines take the plain loops.
+        let weights = (R::WEIGHTED && !all_real).then_some(&line_weights);
+        match plan.line_factor_position {
+            Some(position) => {
+                let x_weight = doubled(line_axis);
+                if position == 0 {
+                    reduce_pairs::<S, R, N, true>(&lines, weights, x_weight, position, reducer, results);
+                } else {
+                    reduce_pairs::<S, R, N, false>(&lines, weights, x_weight, position, reducer, results);
+                }
+            }
+            None => reduce_stacked(&lines, weights, reducer, results),
+        }
+        let mut origin = target.origin;
+        for axis in 0..MAX_NDIM {
+            origin[axis] += out_coords[axis];
+        }
+        target
+            .sink
+            .write_line(&origin, line_axis, results.iter().map(&target.render));
+        if let Some(kept) = target.kept.as_deref_mut() {
+            let line = &mut kept[line_index * out_len..(line_index + 1) * out_len];
+            for (slot, a) in line.iter_mut().zip(results.iter()) {
+                *slot = (target.keep)(a);
+            }
+        }
+        // Next output line: axes other than the line axis, ascending.
+        for axis in (0..MAX_NDIM).filter(|&a| a != line_axis) {
+            out_coords[axis] += 1;
+            if out_coords[axis] < target.shape[axis] {
+                break;
+            }
+            out_coords[axis] = 0;
+        }
+    }
+}
+
+/// The line axis is a factor axis, at `position` among them: output voxel x reduces
+/// voxels 2x and 2x+1 of each of the N/2 lines. `ROW_FIRST` is `position == 0`.
+#[inline(always)]
+fn reduce_pairs<S: Copy, R: BlockReducer<S, N>, const N: usize, const ROW_FIRST: bool>(
+    lines: &[&[S]; N],
+    line_weights: Option<&[u32; N]>,
+    x_weight: u32,
+    position: usize,
+    reducer: &R,
+    results: &mut [R::Out],
+) {
+    let half = N / 2;
+    // Block slot of value b (0 or 1 along the line) of line `combo`: the line bit goes in
+    // at `position` of the scan-order index.
+    let slot = |combo: usize, b: usize| {
+        if ROW_FIRST {
+            2 * combo + b
+        } else {
+            let low = combo & ((1 << position) - 1);
+            ((combo >> position) << (position + 1)) | (b << position) | low
+        }
+    };
+    let in_len = lines[0].len();
+    let pairs = in_len / 2;
+    for line in &lines[..half] {
+        assert_eq!(line.len(), in_len);
+    }
+    match line_weights {
+        None => {
+            for (x, result) in results[..pairs].iter_mut().enumerate() {
+                let block: [S; N] = std::array::from_fn(|i| {
+                    let (combo, b) = unslot(i, position, ROW_FIRST);
+                    // SAFETY: combo < N/2 lines, each of length in_len (asserted above),
+                    // and 2x + b <= 2 * pairs - 1 < in_len.
+                    unsafe { *lines.get_unchecked(combo).get_unchecked(2 * x + b) }
+                });
+                *result = reducer.reduce(&block);
+            }
+        }
+        Some(weights) => {
+            for (x, result) in results[..pairs].iter_mut().enumerate() {
+                let mut block: [S; N] = [lines[0][0]; N];
+                let mut block_weights = [0u32; N];
+                for combo in 0..half {
+                    for b in 0..2 {
+                        block[slot(combo, b)] = lines[combo][2 * x + b];
+                        block_weights[slot(combo, b)] = weights[combo];
+                    }
+                }
+                *result = reducer.reduce_weighted(&block, &block_weights);
+            }
+        }
+    }
+    if in_len % 2 == 1 {
+        // The last voxel of each line has no partner: it is repeated.
+        let mut block: [S; N] = [lines[0][0]; N];
+        let mut block_weights = [0u32; N];
+        for combo in 0..half {
+            let v = lines[combo][in_len - 1];
+            let w = line_weights.map_or(1, |w| w[combo]);
+            block[slot(combo, 0)] = v;
+            block[slot(combo, 1)] = v;
+            block_weights[slot(combo, 0)] = w * x_weight;
+        }
+        results[pairs] = if R::WEIGHTED {
+            reducer.reduce_weighted(&block, &block_weights)
+        } else {
+            reducer.reduce(&block)
+        };
+    }
+}
+
+/// Inverse of the slot map of `reduce_pairs`: scan-order index -> (line, b).
+#[inline(always)]
+fn unslot(i: usize, position: usize, row_first: bool) -> (usize, usize) {
+    if row_first {
+        (i / 2, i % 2)
+    } else {
+        let low = i & ((1 << position) - 1);
+        ((i >> (position + 1) << position) | low, i >> position & 1)
+    }
+}
+
+/// The line axis is not a factor axis: output voxel x reduces voxel x of each of the N
+/// lines, which come in scan order.
+#[inline(always)]
+fn reduce_stacked<S: Copy, R: BlockReducer<S, N>, const N: usize>(
+    lines: &[&[S]; N],
+    line_weights: Option<&[u32; N]>,
+    reducer: &R,
+    results: &mut [R::Out],
+) {
+    let len = results.len();
+    for line in lines {
+        assert_eq!(line.len(), len);
+    }
+    match line_weights {
+        None => {
+            for (x, result) in results.iter_mut().enumerate() {
+                // SAFETY: every line has `len` elements (asserted above) and x < len.
+                let block: [S; N] = std::array::from_fn(|i| unsafe { *lines.get_unchecked(i).get_unchecked(x) });
+                *result = reducer.reduce(&block);
+            }
+        }
+        Some(weights) => {
+            for (x, result) in results.iter_mut().enumerate() {
+                let block: [S; N] = std::array::from_fn(|i| lines[i][x]);
+                *result = reducer.reduce_weighted(&block, weights);
+            }
+        }
+    }
+}
+
+/// `run` for a factor of the 2x2 or 2x2x2 family, with reducers that take blocks of
+/// either size.
+pub(crate) fn run_family<T, K, A, First, Next, Keep, Render>(
+    input: &ArrayViewD<'_, T>,
+    family: Family,
+    outputs: &mut [ArrayViewMutD<'_, T>],
+    levels: &Levels<First, Next, Keep, Render>,
+) where
+    T: Copy + Default + Send + Sync,
+    K: Copy + Default + Send + Sync,
+    A: Copy + Default + Send,
+    First: BlockReducer<T, 4, Out = A> + BlockReducer<T, 8, Out = A>,
+    Next: BlockReducer<K, 4, Out = A> + BlockReducer<K, 8, Out = A>,
+    Keep: Fn(usize, &A) -> K + Sync,
+    Render: Fn(usize, &A) -> T + Sync,
+{
+    match family {
+        Family::TwoByTwo(axes) => run::<T, K, A, First, Next, Keep, Render, 4>(input, &axes, outputs, levels),
+        Family::TwoByTwoByTwo(axes) => run::<T, K, A, First, Next, Keep, Render, 8>(input, &axes, outputs, levels),
+        Family::Identity | Family::General => unreachable!("not a factor-2 family: {family:?}"),
+    }
+}
