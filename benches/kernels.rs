@@ -1,11 +1,12 @@
-//! Kernel throughput in input megavoxels per second (median of 5 runs), without the
+//! Kernel throughput in input megavoxels per second (median of 5 runs, or of
+//! TB_BENCH_RUNS), without the
 //! Python side. `cargo bench --bench kernels [-- FILTER]`; TINYBRAIN_NUM_THREADS picks
 //! the thread count (default: one per core).
 
 use std::time::Instant;
 
 use ndarray::{ArrayD, IxDyn, ShapeBuilder};
-use tinybrain::{downsample, Element, Method};
+use tinybrain::{downsample, downsample_into, Element, Method};
 
 fn volume<T: Element>(shape: &[usize], value: impl Fn(usize) -> T) -> ArrayD<T> {
     let n: usize = shape.iter().product();
@@ -37,16 +38,24 @@ fn run<T: Element>(name: &str, input: &ArrayD<T>, method: Method, factor: &[usiz
     if filter.is_some_and(|f| !name.contains(&f)) {
         return;
     }
-    let mut times: Vec<(f64, f64)> = (0..5)
+    // Outputs are allocated (and their pages touched) once, so the runs time the kernel.
+    let mut outputs = downsample(method, input.view(), factor, mips, sparse).unwrap();
+    let runs = std::env::var("TB_BENCH_RUNS")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(5usize)
+        .max(1);
+    let mut times: Vec<(f64, f64)> = (0..runs)
         .map(|_| {
+            let mut views: Vec<_> = outputs.iter_mut().map(|o| o.view_mut()).collect();
             let (start, cpu_start) = (Instant::now(), cpu_seconds());
-            let out = downsample(method, input.view(), factor, mips, sparse).unwrap();
-            std::hint::black_box(out);
+            downsample_into(method, input.view(), factor, sparse, &mut views).unwrap();
+            std::hint::black_box(&views);
             (start.elapsed().as_secs_f64(), cpu_seconds() - cpu_start)
         })
         .collect();
     times.sort_by(|a, b| a.0.total_cmp(&b.0));
-    let (wall, cpu) = times[2];
+    let (wall, cpu) = times[runs / 2];
     let mvx = input.len() as f64 / wall / 1e6;
     let mvx_cpu = input.len() as f64 / cpu / 1e6;
     println!(

@@ -152,11 +152,11 @@ impl<'a, T: Copy> Source<'a, T> {
 pub(crate) enum Edge {
     /// Coordinates past the end are dropped: the window shrinks.
     Clip,
-    /// Coordinates past the end read the last element: the window keeps its size.
-    Replicate,
-    /// As Replicate, but the repeated element is pushed once with the weight of its
-    /// copies, so a sum over a padded window is an exact power-of-two multiple of the
-    /// sum without the padding (floats included): what makes edge chunks exact.
+    /// Coordinates past the end read the last element, which is pushed once with the
+    /// weight of its copies, so a sum over a padded window is an exact power-of-two
+    /// multiple of the sum without the padding (floats included): what makes edge
+    /// chunks exact. (The factor-2 families, where tinybrain pads, run in
+    /// [`crate::cascade`], which weighs its edge blocks the same way.)
     ReplicateWeighted,
 }
 
@@ -385,8 +385,8 @@ impl<L, V> Default for RowScratch<L, V> {
 }
 
 /// The source coordinates (as offsets, with weights) that window position `origin`
-/// covers on `axis`: past the end they are clamped (Replicate), clamped and merged into
-/// the last real coordinate's weight (ReplicateWeighted), or dropped (Clip).
+/// covers on `axis`: past the end they are clamped and merged into the last real
+/// coordinate's weight (ReplicateWeighted), or dropped (Clip).
 fn axis_window_offsets<S: Copy>(
     src: &Source<'_, S>,
     window: &Window,
@@ -404,7 +404,6 @@ fn axis_window_offsets<S: Copy>(
         } else {
             match window.edge {
                 Edge::Clip => break,
-                Edge::Replicate => list.push((src.offset_of(axis, size - 1), 1)),
                 Edge::ReplicateWeighted => {
                     let last = list.last_mut().expect("a window starts inside its axis");
                     last.1 += 1;

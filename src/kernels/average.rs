@@ -9,10 +9,10 @@ use std::ops::AddAssign;
 
 use ndarray::{ArrayViewD, ArrayViewMutD};
 
+use crate::cascade::{self, Levels};
 use crate::dtype::{AveragingClass, Element};
 use crate::engine::{fill_output, reduce_level_rendered, Edge, Reducer, Source, Window};
 use crate::error::{bail, Result};
-use crate::cascade::{self, Levels};
 use crate::kernels::{BlockSum, Scale, Sum};
 use crate::shape::{family, pad_dims, Dims, Family, MAX_NDIM};
 
@@ -29,10 +29,15 @@ pub(crate) fn downsample<T: Element>(
     let edge = if in_family { Edge::ReplicateWeighted } else { Edge::Clip };
     match (in_family, sparse, T::AVERAGING) {
         (true, false, AveragingClass::NarrowInt) => {
-            // A cycle of 2x2 mips fits i32 (at most 65535 * 4^4); 2x2x2 needs i64.
-            match fam {
-                Family::TwoByTwo(_) => shifted_accumulator::<T, i32>(input, fam, cadence::<T>(fam), outputs),
-                _ => shifted_accumulator::<T, i64>(input, fam, cadence::<T>(fam), outputs),
+            // The accumulator peaks just before it is shifted at the end of a cycle: a
+            // cycle of 2x2 mips fits i32 (at most 65535 * 4^4), and so does a 16-bit
+            // 2x2x2 cycle (65535 * 8^5 < 2^31); an 8-bit 2x2x2 one only up to its 7th
+            // mip (255 * 8^8 = 2^32 at the 8th), past which it needs i64.
+            let (cycle, bits) = cadence::<T>(fam);
+            if matches!(fam, Family::TwoByTwo(_)) || T::BITS == 16 || outputs.len() < cycle {
+                shifted_accumulator::<T, i32>(input, fam, (cycle, bits), outputs)
+            } else {
+                shifted_accumulator::<T, i64>(input, fam, (cycle, bits), outputs)
             }
             Ok(())
         }
@@ -73,7 +78,8 @@ trait ShiftedAccumulator:
 {
     fn widen<T: Element>(v: T) -> Self;
     /// Division by 2^shift truncated toward zero, as tinybrain renders signed sums.
-    fn shift_toward_zero(self, shift: u32) -> i128;
+    fn shift_toward_zero(self, shift: u32) -> Self;
+    fn to_i128(self) -> i128;
 }
 
 macro_rules! impl_shifted_accumulator {
@@ -83,9 +89,16 @@ macro_rules! impl_shifted_accumulator {
             fn widen<T: Element>(v: T) -> Self {
                 v.to_i128() as $t
             }
+            /// Branch-free, so the render loop vectorises: a negative sum gets
+            /// 2^shift - 1 added before the (flooring) arithmetic shift.
             #[inline(always)]
-            fn shift_toward_zero(self, shift: u32) -> i128 {
-                (if self < 0 { -((-self) >> shift) } else { self >> shift }) as i128
+            fn shift_toward_zero(self, shift: u32) -> Self {
+                let bias = (self >> (<$t>::BITS - 1)) & ((1 << shift) - 1);
+                (self + bias) >> shift
+            }
+            #[inline(always)]
+            fn to_i128(self) -> i128 {
+                self as i128
             }
         }
     )*};
@@ -101,14 +114,28 @@ fn shifted_accumulator<T: Element, A: ShiftedAccumulator>(
     (cycle, bits): (usize, u32),
     outputs: &mut [ArrayViewMutD<'_, T>],
 ) {
-    let shift_of = |mip: usize| bits * ((mip % cycle) as u32 + 1);
+    // Per mip: (shift applied when rendering, shift applied to the kept accumulator).
+    // Looked up rather than computed, so the voxel loops do no division.
+    let shifts: Vec<(u32, u32)> = (0..outputs.len())
+        .map(|mip| {
+            let render_shift = bits * ((mip % cycle) as u32 + 1);
+            // After the last mip of a cycle the accumulator itself drops the rendered
+            // bits (a shift by 0 elsewhere: no branch in the voxel loop).
+            let keep_shift = if mip % cycle == cycle - 1 { render_shift } else { 0 };
+            (render_shift, keep_shift)
+        })
+        .collect();
     let levels = Levels {
         first: BlockSum::<_, false>(A::widen::<T>),
         next: BlockSum::<_, false>(|a: A| a),
-        // After the last mip of a cycle the accumulator itself drops the rendered bits
-        // (a shift by 0 elsewhere: no branch in the row loop).
-        keep: |mip, &acc: &A| acc >> if mip % cycle == cycle - 1 { shift_of(mip) } else { 0 },
-        render: |mip, &acc: &A| T::from_i128(acc.shift_toward_zero(shift_of(mip))),
+        keep: |mip: usize| {
+            let shift = shifts[mip].1;
+            move |&acc: &A| acc >> shift
+        },
+        render: |mip: usize| {
+            let shift = shifts[mip].0;
+            move |&acc: &A| T::from_i128(acc.shift_toward_zero(shift).to_i128())
+        },
     };
     cascade::run_family(input, family, outputs, &levels);
 }
@@ -288,8 +315,8 @@ fn exact_mean<T: Element, A: MeanAccumulator>(
         let levels = Levels {
             first: BlockSum::<_, true>(weigh),
             next: BlockSum::<_, true>(same),
-            keep: |_, &w: &Weighted<A>| w,
-            render: |_, &w: &Weighted<A>| A::render::<T>(w),
+            keep: |_| |&w: &Weighted<A>| w,
+            render: |_| |&w: &Weighted<A>| A::render::<T>(w),
         };
         cascade::run_family(input, family, outputs, &levels);
         return;
@@ -321,7 +348,7 @@ fn check_headroom<T: Element>(
         for axis in 0..MAX_NDIM {
             weight_bits += (window.extent[axis].min(match edge {
                 Edge::Clip => shape[axis],
-                Edge::Replicate | Edge::ReplicateWeighted => usize::MAX,
+                Edge::ReplicateWeighted => usize::MAX,
             }) as f64)
                 .log2();
         }

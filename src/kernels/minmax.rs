@@ -3,9 +3,11 @@
 
 use ndarray::{ArrayViewD, ArrayViewMutD};
 
+use crate::cascade::{self, BlockReducer};
 use crate::dtype::Element;
 use crate::engine::{Edge, Reducer, Window};
-use crate::shape::pad_dims;
+use crate::kernels::same_type_levels;
+use crate::shape::{family, pad_dims, Family};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Extremum {
@@ -52,15 +54,65 @@ impl<T: Element, const MAX: bool> Reducer<T> for Pick<MAX> {
     }
 }
 
+impl<T: Element, const N: usize, const MAX: bool> BlockReducer<T, N> for Pick<MAX> {
+    type Out = T;
+    /// Replicated voxels come after their originals in scan order and equal them, so
+    /// they never win: the padded block gives the clipped window's result.
+    #[inline(always)]
+    fn reduce(&self, block: &[T; N]) -> T {
+        let mut best = Self::identity();
+        for &v in block {
+            Reducer::push(self, &mut best, v);
+        }
+        best
+    }
+    /// Folds a line at a time, in scan order as `reduce` does: the same result.
+    #[inline(always)]
+    fn reduce_line_pairs(&self, lines: &[&[T]], results: &mut [T]) {
+        results.fill(Self::identity());
+        for line in lines {
+            for (best, pair) in results.iter_mut().zip(line.chunks_exact(2)) {
+                Reducer::push(self, best, pair[0]);
+                Reducer::push(self, best, pair[1]);
+            }
+        }
+    }
+    #[inline(always)]
+    fn reduce_stacked_lines(&self, lines: &[&[T]; N], results: &mut [T]) {
+        results.fill(Self::identity());
+        for line in lines {
+            for (best, &v) in results.iter_mut().zip(line.iter()) {
+                Reducer::push(self, best, v);
+            }
+        }
+    }
+}
+
 pub(crate) fn downsample<T: Element>(
     input: &ArrayViewD<'_, T>,
     factor: &[usize],
     which: Extremum,
     outputs: &mut [ArrayViewMutD<'_, T>],
 ) {
-    let window = Window::pooling(&pad_dims(factor), Edge::Clip);
-    match which {
-        Extremum::Max => super::pyramid_from_previous_mip(input, outputs, |_| window, Pick::<true>),
-        Extremum::Min => super::pyramid_from_previous_mip(input, outputs, |_| window, Pick::<false>),
+    match (family(factor), which) {
+        (Family::TwoByTwo(axes), Extremum::Max) => {
+            cascade::run::<T, T, T, _, _, _, _, _, _, 4>(input, &axes, outputs, &same_type_levels(Pick::<true>))
+        }
+        (Family::TwoByTwo(axes), Extremum::Min) => {
+            cascade::run::<T, T, T, _, _, _, _, _, _, 4>(input, &axes, outputs, &same_type_levels(Pick::<false>))
+        }
+        (Family::TwoByTwoByTwo(axes), Extremum::Max) => {
+            cascade::run::<T, T, T, _, _, _, _, _, _, 8>(input, &axes, outputs, &same_type_levels(Pick::<true>))
+        }
+        (Family::TwoByTwoByTwo(axes), Extremum::Min) => {
+            cascade::run::<T, T, T, _, _, _, _, _, _, 8>(input, &axes, outputs, &same_type_levels(Pick::<false>))
+        }
+        (_, which) => {
+            let window = Window::pooling(&pad_dims(factor), Edge::Clip);
+            match which {
+                Extremum::Max => super::pyramid_from_previous_mip(input, outputs, |_| window, Pick::<true>),
+                Extremum::Min => super::pyramid_from_previous_mip(input, outputs, |_| window, Pick::<false>),
+            }
+        }
     }
 }

@@ -8,7 +8,7 @@ pub(crate) mod stride;
 
 use ndarray::{ArrayViewD, ArrayViewMutD};
 
-use crate::cascade::BlockReducer;
+use crate::cascade::{BlockReducer, Levels};
 use crate::dtype::Element;
 use crate::engine::{fill_output, reduce_level, Reducer, Source, Window};
 use crate::shape::Dims;
@@ -111,6 +111,27 @@ where
         }
         total
     }
+    /// Line by line, in the same order as `reduce`: identical sums, but each line is
+    /// read once, in address order, into accumulators that stay in cache.
+    #[inline(always)]
+    fn reduce_line_pairs(&self, lines: &[&[S]], results: &mut [A]) {
+        results.fill(A::default());
+        for line in lines {
+            for (total, pair) in results.iter_mut().zip(line.chunks_exact(2)) {
+                *total += (self.0)(pair[0]);
+                *total += (self.0)(pair[1]);
+            }
+        }
+    }
+    #[inline(always)]
+    fn reduce_stacked_lines(&self, lines: &[&[S]; N], results: &mut [A]) {
+        results.fill(A::default());
+        for line in lines {
+            for (total, &v) in results.iter_mut().zip(line.iter()) {
+                *total += (self.0)(v);
+            }
+        }
+    }
     #[inline(always)]
     fn reduce_weighted(&self, block: &[S; N], weights: &[u32; N]) -> A {
         let mut total = A::default();
@@ -120,5 +141,22 @@ where
             }
         }
         total
+    }
+}
+
+/// The levels of methods whose mip k+1 is the same reduction of mip k (mode, min, max):
+/// the state kept between levels is the mip itself.
+#[allow(clippy::type_complexity)]
+pub(crate) fn same_type_levels<T: Copy, R: Clone>(
+    reducer: R,
+) -> Levels<R, R, impl Fn(usize) -> fn(&T) -> T, impl Fn(usize) -> fn(&T) -> T> {
+    fn copy<T: Copy>(v: &T) -> T {
+        *v
+    }
+    Levels {
+        first: reducer.clone(),
+        next: reducer,
+        keep: |_| copy::<T> as fn(&T) -> T,
+        render: |_| copy::<T> as fn(&T) -> T,
     }
 }

@@ -3,8 +3,10 @@
 
 use ndarray::{ArrayViewD, ArrayViewMutD};
 
+use crate::cascade::{self, BlockReducer};
 use crate::dtype::Element;
 use crate::engine::{Edge, Reducer, Window};
+use crate::kernels::same_type_levels;
 use crate::shape::{family, pad_dims, Family};
 
 /// tinybrain's 2x2 rule over a, b (+1 on the first axis), c (+1 on the second), d (both).
@@ -13,34 +15,19 @@ struct TwoByTwoRule {
     sparse: bool,
 }
 
-/// The four values of a 2x2 block, in scan order, and how many have arrived.
-#[derive(Clone, Default)]
-struct Block<T> {
-    seen: usize,
-    values: [T; 4],
-}
-
-impl<T: Element> Reducer<T> for TwoByTwoRule {
-    type Lane = Block<T>;
-    type Output = T;
+impl<T: Element> BlockReducer<T, 4> for TwoByTwoRule {
+    type Out = T;
     #[inline(always)]
-    fn push(&self, block: &mut Block<T>, value: T) {
-        block.values[block.seen] = value;
-        block.seen += 1;
-    }
-    #[inline(always)]
-    fn finish(&self, block: &mut Block<T>) -> T {
-        debug_assert_eq!(block.seen, 4);
-        block.seen = 0;
-        let [a, b, c, d] = block.values;
+    fn reduce(&self, block: &[T; 4]) -> T {
+        let [a, b, c, d] = *block;
         let (a_bits, b_bits, c_bits) = (a.to_bits(), b.to_bits(), c.to_bits());
         if !self.sparse {
+            // Selects rather than branches: the line loop vectorises.
+            let b_or_d = if b_bits == c_bits { b } else { d };
             if a_bits == b_bits || a_bits == c_bits {
                 a
-            } else if b_bits == c_bits {
-                b
             } else {
-                d
+                b_or_d
             }
         } else {
             let zero = T::Bits::default();
@@ -53,6 +40,45 @@ impl<T: Element> Reducer<T> for TwoByTwoRule {
             } else {
                 [a, b, c].into_iter().find(|v| v.to_bits() != zero).unwrap_or_default()
             }
+        }
+    }
+}
+
+/// The 2x2x2 rule: the most frequent of the 8 values, ties to the earliest.
+#[derive(Clone)]
+struct MostFrequentOfEight {
+    sparse: bool,
+}
+
+impl<T: Element> BlockReducer<T, 8> for MostFrequentOfEight {
+    type Out = T;
+    #[inline(always)]
+    fn reduce(&self, block: &[T; 8]) -> T {
+        let bits = block.map(|v| v.to_bits());
+        // Most blocks of real segmentations hold one label.
+        if bits.iter().all(|&b| b == bits[0]) {
+            return if self.sparse && bits[0] == T::Bits::default() {
+                T::default()
+            } else {
+                block[0]
+            };
+        }
+        // The first index with the highest count is the earliest occurrence of the
+        // earliest of the most frequent labels.
+        let mut best = (0usize, 0usize);
+        for (i, &b) in bits.iter().enumerate() {
+            if self.sparse && b == T::Bits::default() {
+                continue;
+            }
+            let count = bits.iter().filter(|&&other| other == b).count();
+            if count > best.0 {
+                best = (count, i);
+            }
+        }
+        if best.0 == 0 {
+            T::default()
+        } else {
+            block[best.1]
         }
     }
 }
@@ -128,22 +154,22 @@ pub(crate) fn downsample<T: Element>(
     sparse: bool,
     outputs: &mut [ArrayViewMutD<'_, T>],
 ) {
-    let padded = pad_dims(factor);
     match family(factor) {
-        Family::TwoByTwo(_) => {
-            let window = Window::pooling(&padded, Edge::Replicate);
-            let reducer = TwoByTwoRule { sparse };
-            super::pyramid_from_previous_mip(input, outputs, |_| window, reducer);
-        }
-        fam => {
-            let edge = if matches!(fam, Family::TwoByTwoByTwo(_)) {
-                Edge::Replicate
-            } else {
-                Edge::Clip
-            };
-            let window = Window::pooling(&padded, edge);
-            let reducer = MostFrequent { sparse };
-            super::pyramid_from_previous_mip(input, outputs, |_| window, reducer);
+        Family::TwoByTwo(axes) => cascade::run::<T, T, T, _, _, _, _, _, _, 4>(
+            input,
+            &axes,
+            outputs,
+            &same_type_levels(TwoByTwoRule { sparse }),
+        ),
+        Family::TwoByTwoByTwo(axes) => cascade::run::<T, T, T, _, _, _, _, _, _, 8>(
+            input,
+            &axes,
+            outputs,
+            &same_type_levels(MostFrequentOfEight { sparse }),
+        ),
+        Family::Identity | Family::General => {
+            let window = Window::pooling(&pad_dims(factor), Edge::Clip);
+            super::pyramid_from_previous_mip(input, outputs, |_| window, MostFrequent { sparse });
         }
     }
 }
