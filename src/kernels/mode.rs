@@ -22,13 +22,7 @@ impl<T: Element> BlockReducer<T, 4> for TwoByTwoRule {
         let [a, b, c, d] = *block;
         let (a_bits, b_bits, c_bits) = (a.to_bits(), b.to_bits(), c.to_bits());
         if !self.sparse {
-            // Selects rather than branches: the line loop vectorises.
-            let b_or_d = if b_bits == c_bits { b } else { d };
-            if a_bits == b_bits || a_bits == c_bits {
-                a
-            } else {
-                b_or_d
-            }
+            Self::dense(a, b, c, d)
         } else {
             let zero = T::Bits::default();
             if a_bits != zero && (a_bits == b_bits || a_bits == c_bits) {
@@ -40,6 +34,37 @@ impl<T: Element> BlockReducer<T, 4> for TwoByTwoRule {
             } else {
                 [a, b, c].into_iter().find(|v| v.to_bits() != zero).unwrap_or_default()
             }
+        }
+    }
+    /// The two lines of a row of blocks side by side, pair by pair.
+    #[inline(always)]
+    fn reduce_line_pairs(&self, lines: &[&[T]], results: &mut [T]) {
+        let [upper, lower] = lines else {
+            unreachable!("a 2x2 block spans two lines")
+        };
+        let pairs = upper.chunks_exact(2).zip(lower.chunks_exact(2));
+        if self.sparse {
+            for (result, (ab, cd)) in results.iter_mut().zip(pairs) {
+                *result = self.reduce(&[ab[0], ab[1], cd[0], cd[1]]);
+            }
+        } else {
+            for (result, (ab, cd)) in results.iter_mut().zip(pairs) {
+                *result = Self::dense(ab[0], ab[1], cd[0], cd[1]);
+            }
+        }
+    }
+}
+
+impl TwoByTwoRule {
+    /// The dense rule written with selects only, so a line of blocks vectorises.
+    #[inline(always)]
+    fn dense<T: Element>(a: T, b: T, c: T, d: T) -> T {
+        let (a_bits, b_bits, c_bits) = (a.to_bits(), b.to_bits(), c.to_bits());
+        let b_or_d = if b_bits == c_bits { b } else { d };
+        if (a_bits == b_bits) | (a_bits == c_bits) {
+            a
+        } else {
+            b_or_d
         }
     }
 }
@@ -56,7 +81,7 @@ impl<T: Element> BlockReducer<T, 8> for MostFrequentOfEight {
     fn reduce(&self, block: &[T; 8]) -> T {
         let bits = block.map(|v| v.to_bits());
         // Most blocks of real segmentations hold one label.
-        if bits.iter().all(|&b| b == bits[0]) {
+        if bits.iter().fold(true, |same, &b| same & (b == bits[0])) {
             return if self.sparse && bits[0] == T::Bits::default() {
                 T::default()
             } else {
