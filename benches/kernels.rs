@@ -71,6 +71,12 @@ fn main() {
     run("avg 2x2x1 u8 4 mips", &gray, Method::Average, &[2, 2, 1], 4, false);
     run("avg 2x2x2 u8", &gray, Method::Average, &[2, 2, 2], 1, false);
     run("avg 2x2x1 u8 sparse", &gray, Method::Average, &[2, 2, 1], 1, true);
+    let gray16 = volume::<u16>(&[1024, 1024, 64], |i| hash(i) as u16);
+    run("avg 2x2x1 u16", &gray16, Method::Average, &[2, 2, 1], 1, false);
+    let grayf32 = volume::<f32>(&[1024, 1024, 64], |i| (hash(i) % 1000) as f32 * 0.25);
+    run("avg 2x2x1 f32", &grayf32, Method::Average, &[2, 2, 1], 1, false);
+    let gray_i32 = volume::<i32>(&[1024, 1024, 64], |i| hash(i) as i32);
+    run("avg 2x2x1 i32", &gray_i32, Method::Average, &[2, 2, 1], 1, false);
     run("max 2x2x1 u8", &gray, Method::Max, &[2, 2, 1], 1, false);
     run("stride 2x2x1 u8", &gray, Method::Stride, &[2, 2, 1], 1, false);
     let random = volume::<u64>(&[512, 512, 64], |i| hash(i) % 50);

@@ -171,6 +171,9 @@ unsafe fn run_tiles_avx2<T, K, A, First, Next, Keep, Render, KeepAt, RenderAt, c
     run_tiles(plan, input, tiles, sinks, levels, scratch)
 }
 
+/// Input elements a tile should have at least, where the axes allow.
+const TILE_ELEMENTS: usize = 1 << 15;
+
 /// The shape of the work: levels, tiles and the line axis.
 struct Plan {
     /// The factor axes, ascending.
@@ -213,6 +216,14 @@ impl Plan {
         }
         tile_extent[line_axis] = shape[line_axis];
         tile_counts[line_axis] = 1;
+        // Tiles of few mips are small (two lines for one mip): grow them along the first
+        // axis across lines, by whole multiples, to amortise the per-tile set-up.
+        if let Some(&a) = axes.iter().find(|&&a| a != line_axis && tile_counts[a] > 1) {
+            let volume: usize = tile_extent.iter().product();
+            let growth = TILE_ELEMENTS.div_ceil(volume.max(1)).min(tile_counts[a]);
+            tile_extent[a] *= growth;
+            tile_counts[a] = shape[a].div_ceil(tile_extent[a]);
+        }
         Plan {
             axes: axes.to_vec(),
             line_axis,
@@ -655,4 +666,27 @@ pub(crate) fn run_family<T, K, A, First, Next, Keep, Render, KeepAt, RenderAt>(
         }
         Family::Identity | Family::General => unreachable!("not a factor-2 family: {family:?}"),
     }
+}
+
+/// Results per chunk of a line loop (see `prefetch_ahead`).
+pub(crate) const LINE_CHUNK: usize = 32;
+
+/// How far ahead of its use a line is read into cache, in bytes.
+const PREFETCH_DISTANCE: usize = 2048;
+
+/// Asks for the cache line `PREFETCH_DISTANCE` bytes past element `position` of `line`
+/// (which may lie past its end: the next line, usually). The hardware prefetcher does
+/// not keep up with lines of a few KiB read two at a time.
+#[inline(always)]
+pub(crate) fn prefetch_ahead<S>(line: &[S], position: usize) {
+    let ahead = line
+        .as_ptr()
+        .wrapping_add(position + PREFETCH_DISTANCE / std::mem::size_of::<S>().max(1));
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: a prefetch is a hint; it never faults, whatever the address.
+    unsafe {
+        std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(ahead.cast())
+    };
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = ahead;
 }
