@@ -41,18 +41,35 @@ pub(crate) fn downsample<T: Element>(
             }
             Ok(())
         }
-        (_, true, AveragingClass::NarrowInt) => {
-            check_headroom::<T>(input.shape(), &factor, edge, outputs.len(), 63)?;
-            exact_mean::<T, i64>(input, &factor, fam, sparse, outputs);
-            Ok(())
-        }
-        (_, true, AveragingClass::WideInt) | (true, false, AveragingClass::WideInt) => {
-            check_headroom::<T>(input.shape(), &factor, edge, outputs.len(), 127)?;
-            exact_mean::<T, i128>(input, &factor, fam, sparse, outputs);
+        (_, true, AveragingClass::NarrowInt | AveragingClass::WideInt) | (true, false, AveragingClass::WideInt) => {
+            // The narrowest accumulator that cannot overflow: i32 for 8-bit and most
+            // 16-bit pyramids, i64 for 32-bit inputs over a reasonable pyramid, i128
+            // beyond. Narrower lanes vectorise wider (and convert to f64 in SIMD).
+            let bits = sum_bits::<T>(input.shape(), &factor, edge, outputs.len());
+            let division = if in_family && !sparse {
+                Division::Shift
+            } else if bits < f64::MANTISSA_DIGITS as f64 {
+                Division::Float
+            } else {
+                Division::Integer
+            };
+            if bits < 31.0 {
+                exact_mean::<T, i32>(input, &factor, fam, sparse, division, outputs);
+            } else if bits < 63.0 {
+                exact_mean::<T, i64>(input, &factor, fam, sparse, division, outputs);
+            } else if bits < 127.0 {
+                exact_mean::<T, i128>(input, &factor, fam, sparse, division, outputs);
+            } else {
+                bail!(
+                    Unsupported,
+                    "averaging {} mips of this shape could overflow the 128-bit accumulator",
+                    outputs.len()
+                );
+            }
             Ok(())
         }
         (_, true, AveragingClass::Float) | (true, false, AveragingClass::Float) => {
-            exact_mean::<T, f64>(input, &factor, fam, sparse, outputs);
+            exact_mean::<T, f64>(input, &factor, fam, sparse, Division::Float, outputs);
             Ok(())
         }
         (false, false, _) => {
@@ -226,41 +243,53 @@ impl<A: AddAssign> AddAssign for Weighted<A> {
 trait MeanAccumulator: Copy + Default + Send + Sync + AddAssign + Scale + 'static {
     const ONE: Self;
     fn from_element<T: Element>(v: T) -> Self;
-    /// sum / count in the output type; 0 when the count is 0 (an all-zero sparse window).
-    fn render<T: Element>(w: Weighted<Self>) -> T;
+    /// sum / count in the output type (truncated toward zero for integers); 0 when the
+    /// count is 0 (an all-zero sparse window).
+    fn render<T: Element>(w: Weighted<Self>, division: Division) -> T;
 }
 
-impl MeanAccumulator for i128 {
-    const ONE: Self = 1;
-    #[inline(always)]
-    fn from_element<T: Element>(v: T) -> Self {
-        v.to_i128()
-    }
-    #[inline(always)]
-    fn render<T: Element>(w: Weighted<Self>) -> T {
-        if w.count == 0 {
-            T::default()
-        } else {
-            T::from_i128(w.sum / w.count)
-        }
-    }
+/// How an integer mean divides: every way gives sum / count truncated toward zero, but
+/// a hardware integer division per voxel costs more than the rest of the pyramid.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Division {
+    /// The count is a power of two (non-sparse 2x2 and 2x2x2 families): a shift.
+    Shift,
+    /// |sum| < 2^53: a float division, whose truncation is then exact (an integer
+    /// quotient is exact, and any other lies at least 1/count from the next integer,
+    /// more than the rounding error |sum| / count * 2^-53).
+    Float,
+    Integer,
 }
 
-impl MeanAccumulator for i64 {
-    const ONE: Self = 1;
-    #[inline(always)]
-    fn from_element<T: Element>(v: T) -> Self {
-        v.to_i128() as i64
-    }
-    #[inline(always)]
-    fn render<T: Element>(w: Weighted<Self>) -> T {
-        if w.count == 0 {
-            T::default()
-        } else {
-            T::from_i128((w.sum / w.count) as i128)
+macro_rules! impl_integer_mean {
+    ($($t:ty),*) => {$(
+        impl MeanAccumulator for $t {
+            const ONE: Self = 1;
+            #[inline(always)]
+            fn from_element<T: Element>(v: T) -> Self {
+                v.to_i128() as $t
+            }
+            #[inline(always)]
+            fn render<T: Element>(w: Weighted<Self>, division: Division) -> T {
+                if w.count == 0 {
+                    return T::default();
+                }
+                let mean = match division {
+                    Division::Shift => {
+                        let shift = w.count.trailing_zeros();
+                        // Toward zero: a negative sum gets 2^shift - 1 added first.
+                        let bias = (w.sum >> (<$t>::BITS - 1)) & ((1 << shift) - 1);
+                        (w.sum + bias) >> shift
+                    }
+                    Division::Float => (w.sum as f64 / w.count as f64) as $t,
+                    Division::Integer => w.sum / w.count,
+                };
+                T::from_i128(mean as i128)
+            }
         }
-    }
+    )*};
 }
+impl_integer_mean!(i32, i64, i128);
 
 impl MeanAccumulator for f64 {
     const ONE: Self = 1.0;
@@ -269,7 +298,7 @@ impl MeanAccumulator for f64 {
         v.to_f64()
     }
     #[inline(always)]
-    fn render<T: Element>(w: Weighted<Self>) -> T {
+    fn render<T: Element>(w: Weighted<Self>, _: Division) -> T {
         if w.count == 0.0 {
             T::default()
         } else {
@@ -298,6 +327,7 @@ fn exact_mean<T: Element, A: MeanAccumulator>(
     factor: &Dims,
     family: Family,
     sparse: bool,
+    division: Division,
     outputs: &mut [ArrayViewMutD<'_, T>],
 ) {
     let weigh = move |v: T| {
@@ -316,7 +346,7 @@ fn exact_mean<T: Element, A: MeanAccumulator>(
             first: BlockSum::<_, true>(weigh),
             next: BlockSum::<_, true>(same),
             keep: |_| |&w: &Weighted<A>| w,
-            render: |_| |&w: &Weighted<A>| A::render::<T>(w),
+            render: |_| move |&w: &Weighted<A>| A::render::<T>(w, division),
         };
         cascade::run_family(input, family, outputs, &levels);
         return;
@@ -328,19 +358,15 @@ fn exact_mean<T: Element, A: MeanAccumulator>(
         Sum::new(weigh, same),
         Sum::new(same, same),
         |_, &w| w,
-        |_, &w| A::render::<T>(w),
+        |_, &w| A::render::<T>(w, division),
     );
 }
 
 /// Refuses the (absurdly large) pyramids whose sums could overflow an accumulator of
 /// `accumulator_bits` value bits, before any write.
-fn check_headroom<T: Element>(
-    shape: &[usize],
-    factor: &Dims,
-    edge: Edge,
-    num_mips: usize,
-    accumulator_bits: u32,
-) -> Result<()> {
+/// log2 of the largest |sum| an exact mean can reach: the dtype's bits plus those of
+/// the largest total weight.
+fn sum_bits<T: Element>(shape: &[usize], factor: &Dims, edge: Edge, num_mips: usize) -> f64 {
     let mut shape = pad_dims(shape);
     let mut weight_bits = 0f64;
     for _ in 0..num_mips {
@@ -358,14 +384,7 @@ fn check_headroom<T: Element>(
         }
         shape = next;
     }
-    if weight_bits + T::BITS as f64 >= accumulator_bits as f64 {
-        bail!(
-            Unsupported,
-            "averaging {num_mips} mips of this shape could overflow the {}-bit accumulator",
-            accumulator_bits + 1
-        );
-    }
-    Ok(())
+    weight_bits + T::BITS as f64
 }
 
 /// Any other factor: each mip is the clipped mean of the previous one, carried in f64.
