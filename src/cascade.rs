@@ -286,9 +286,9 @@ impl Plan {
 
 /// Where one mip is written: the caller's view, any strides. Tiles write disjoint parts
 /// of it from several threads.
-struct Sink<T> {
+pub(crate) struct Sink<T> {
     ptr: *mut T,
-    shape: Dims,
+    pub shape: Dims,
     strides: [isize; MAX_NDIM],
 }
 
@@ -300,7 +300,7 @@ unsafe impl<T: Send> Send for Sink<T> {}
 unsafe impl<T: Send> Sync for Sink<T> {}
 
 impl<T> Sink<T> {
-    fn new(view: &mut ArrayViewMutD<'_, T>) -> Self {
+    pub fn new(view: &mut ArrayViewMutD<'_, T>) -> Self {
         let mut strides = [0isize; MAX_NDIM];
         strides[..view.ndim()].copy_from_slice(view.strides());
         Sink {
@@ -312,7 +312,7 @@ impl<T> Sink<T> {
 
     /// Writes `render(v)` for each of `values` along `axis` from `origin`.
     #[inline(always)]
-    fn write_line<A>(&self, origin: &Dims, axis: usize, values: &[A], render: impl Fn(&A) -> T) {
+    pub fn write_line<A>(&self, origin: &Dims, axis: usize, values: &[A], render: impl Fn(&A) -> T) {
         let mut offset = 0isize;
         for a in 0..MAX_NDIM {
             assert!(origin[a] < self.shape[a]);

@@ -117,6 +117,47 @@ impl<'a, T: Copy> Source<'a, T> {
         gathered
     }
 
+    /// Every `step`-th of the elements along `axis` from `offset` (as for `line`), `len`
+    /// of them, copied into `gathered`: from one contiguous slice when the axis has
+    /// stride 1, so the copy vectorises.
+    pub fn line_every<'b>(
+        &self,
+        offset: isize,
+        axis: usize,
+        len: usize,
+        step: usize,
+        gathered: &'b mut Vec<T>,
+    ) -> &'b [T]
+    where
+        'a: 'b,
+    {
+        if step == 1 {
+            return self.line(offset, axis, len, gathered);
+        }
+        assert!(len >= 1 && (len - 1) * step < self.shape[axis]);
+        let stride = self.strides[axis];
+        gathered.clear();
+        if stride == 1 {
+            let span_len = (len - 1) * step + 1;
+            // SAFETY: elements offset + 0..span_len along a stride-1 axis are in bounds:
+            // the offset names an in-bounds element whose coordinate on `axis` is 0 and
+            // span_len <= shape[axis] (asserted above).
+            let span = unsafe { std::slice::from_raw_parts(self.ptr.offset(offset), span_len) };
+            if step == 2 {
+                // The common case, as a loop of fixed-size chunks that vectorises.
+                gathered.extend(span.chunks_exact(2).map(|pair| pair[0]));
+                if span_len % 2 == 1 {
+                    gathered.push(span[span_len - 1]);
+                }
+            } else {
+                gathered.extend(span.chunks(step).map(|chunk| chunk[0]));
+            }
+        } else {
+            gathered.extend((0..len).map(|i| self.read(offset + (i * step) as isize * stride)));
+        }
+        gathered
+    }
+
     #[inline(always)]
     pub fn offset_of(&self, axis: usize, coordinate: usize) -> isize {
         coordinate as isize * self.strides[axis]
