@@ -1,0 +1,116 @@
+"""The one-pass paths of the 2x2 / 2x2x2 families (src/cascade.rs) and striding on
+volumes large enough to be cut into many tiles (a tile holds at least 32K elements),
+against the numpy reference models.
+
+The property tests cover every rule on small arrays, which always fit one tile; these
+cases cross tile boundaries on odd sizes at every level, in every way a line can run:
+along the first factor axis (Fortran order), along a later factor axis (C order with
+the factor on the last axis), and along an axis that is not a factor axis (C order
+with the factor on the first axes: the block's values then come from 4 or 8 lines).
+Every case is also checked to give the same bits with 1 and 2 threads.
+"""
+
+import numpy as np
+import pytest
+
+import models
+import subject
+import tinybrain_ctypes as tb
+from datagen import assert_close, assert_exact, assert_mips, assert_values, labels, random_values, sparsify
+
+pytestmark = pytest.mark.usefixtures("lib")
+
+# (shape, factor): odd sizes on every axis, large enough for several tiles per axis.
+GEOMETRIES = [
+    ((301, 259, 5), (2, 2, 1)),  # line along axis 0, a factor axis (the fast path)
+    ((67, 301, 21), (2, 2, 2)),
+    ((9, 131, 263), (1, 2, 2)),  # axis 0 is not a factor axis
+    ((131, 5, 263), (2, 1, 2)),  # the second factor axis is 2 apart from the first
+    ((35, 33, 31, 3), (2, 2, 2, 1)),  # a channel axis
+]
+LAYOUTS = ["F", "C", "neg"]
+CASES = [
+    ("averaging", "uint8", False),
+    ("averaging", "int16", False),
+    ("averaging", "uint16", False),
+    ("averaging", "int32", False),  # exact mean in i64, divided by a shift
+    ("averaging", "int64", False),  # exact mean in i128
+    ("averaging", "int8", True),  # negative sums divided in f64
+    ("averaging", "float32", False),
+    ("averaging", "uint8", True),
+    ("averaging", "float64", True),
+    ("segmentation", "uint64", False),
+    ("segmentation", "uint32", True),
+    ("max_pooling", "float32", False),
+    ("min_pooling", "int8", False),
+    ("striding", "uint16", False),
+]
+
+
+def layout(arr, name):
+    if name == "F":
+        return np.asfortranarray(arr)
+    if name == "C":
+        return np.ascontiguousarray(arr)
+    flipped = np.flip(np.flip(arr).copy())  # every axis reversed in memory
+    assert all(s < 0 for s, n in zip(flipped.strides, flipped.shape) if n > 1)
+    return flipped
+
+
+def make(op, dtype, shape, sparse, seed):
+    rng = np.random.default_rng(seed)
+    dtype = np.dtype(dtype)
+    if op == "segmentation":
+        img = labels(rng, shape, dtype, 5)
+    else:
+        img = random_values(rng, shape, dtype)
+        if dtype.kind == "f" and op != "averaging":
+            img[rng.random(shape) < 0.05] = np.nan
+    if sparse:
+        img = sparsify(rng, img, 0.5)
+    return img
+
+
+def check(op, plain, factor, num_mips, sparse, got):
+    expected = models.run(op, plain, factor, num_mips, sparse)
+    if op == "averaging" and plain.dtype.kind == "f":
+        scale = float(np.abs(plain).max())
+        rtol = 1e-6 if plain.dtype == np.float32 else 1e-12
+        assert_mips(got, expected, assert_close, rtol=rtol, scale=scale)
+    elif op in ("min_pooling", "max_pooling"):
+        assert_mips(got, expected, assert_values)
+    else:
+        assert_mips(got, expected, assert_exact)
+
+
+@pytest.mark.parametrize("geometry", range(len(GEOMETRIES)))
+@pytest.mark.parametrize("op,dtype,sparse", CASES)
+@pytest.mark.parametrize("num_mips", [1, 3])
+def test_many_tiles_match_the_model(geometry, op, dtype, sparse, num_mips):
+    shape, factor = GEOMETRIES[geometry]
+    plain = make(op, dtype, shape, sparse, seed=geometry * 100 + num_mips)
+    results = {}
+    for name in LAYOUTS:
+        img = layout(plain, name)
+        for threads in (1, 2):
+            tb.set_num_threads(threads)
+            try:
+                results[name, threads] = subject.run(op, img, factor, num_mips, sparse)
+            finally:
+                tb.set_num_threads(0)
+    first = results["F", 1]
+    check(op, plain, factor, num_mips, sparse, first)
+    for key, got in results.items():
+        assert_mips(got, first, assert_exact)  # same bits for any layout and thread count
+
+
+@pytest.mark.parametrize("op,dtype,sparse", CASES)
+def test_tiny_volumes(op, dtype, sparse):
+    """Every shape up to 3x3x3 under 2x2x2 and 2x2, 1 to 4 mips (more mips than halvings)."""
+    for shape in np.ndindex(3, 3, 3):
+        shape = tuple(s + 1 for s in shape)
+        plain = make(op, dtype, shape, sparse, seed=sum(shape))
+        for factor in ((2, 2, 2), (2, 2, 1), (1, 2, 2)):
+            for num_mips in (1, 4):
+                got = subject.run(op, layout(plain, "F"), factor, num_mips, sparse)
+                check(op, plain, factor, num_mips, sparse, got)
