@@ -1,6 +1,7 @@
-//! The loop every kernel shares: for each output voxel, feed the voxels of its window
-//! (in scan order, axis 0 fastest) to a reducer. Kernels only say what a window is and
-//! how to reduce it.
+//! The general loop, for factors outside the 2x2 and 2x2x2 families (those run in
+//! [`crate::cascade`]): for each output voxel, feed the voxels of its window (in scan
+//! order, axis 0 fastest) to a reducer. Kernels only say what a window is and how to
+//! reduce it.
 //!
 //! Work is split across rayon threads by whole output rows; each voxel is computed by one
 //! thread from the same inputs in the same order, so results never depend on the thread count.

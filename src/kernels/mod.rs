@@ -1,5 +1,6 @@
-//! One file per method. Each kernel says what a window is and how to reduce it; the
-//! loop over voxels, edges and threads lives in [`crate::engine`].
+//! One file per method. Each kernel says how to reduce a block or a window; the loops
+//! over voxels, edges and threads live in [`crate::cascade`] (the 2x2 and 2x2x2
+//! families) and [`crate::engine`] (every other factor).
 
 pub(crate) mod average;
 pub(crate) mod minmax;
