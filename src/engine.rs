@@ -43,19 +43,7 @@ impl<'a, T: Copy> Source<'a, T> {
 
     /// A Fortran-ordered (axis 0 fastest) buffer of the given shape.
     pub fn from_fortran(data: &'a [T], shape: &Dims) -> Self {
-        assert_eq!(data.len(), shape.iter().product::<usize>());
-        let mut strides = [0isize; MAX_NDIM];
-        let mut step = 1isize;
-        for axis in 0..MAX_NDIM {
-            strides[axis] = step;
-            step *= shape[axis] as isize;
-        }
-        Source {
-            ptr: data.as_ptr(),
-            shape: *shape,
-            strides,
-            _borrow: PhantomData,
-        }
+        Self::from_slice_axis_first(data, shape, 0)
     }
 
     /// A buffer of the given shape laid out with `first_axis` fastest, then the other

@@ -80,13 +80,16 @@ impl<T: Element> BlockReducer<T, 8> for MostFrequentOfEight {
     #[inline(always)]
     fn reduce(&self, block: &[T; 8]) -> T {
         let bits = block.map(|v| v.to_bits());
-        // Most blocks of real segmentations hold one label.
-        if bits.iter().fold(true, |same, &b| same & (b == bits[0])) {
-            return if self.sparse && bits[0] == T::Bits::default() {
-                T::default()
-            } else {
-                block[0]
-            };
+        // Most blocks of real segmentations hold one label, and most others two: the
+        // first label wins outright when it fills half the block (no other can have
+        // more, and a tie goes to the earliest).
+        let first_count = bits.iter().filter(|&&b| b == bits[0]).count();
+        let first_is_label = !(self.sparse && bits[0] == T::Bits::default());
+        if first_count >= 4 && first_is_label {
+            return block[0];
+        }
+        if first_count == 8 {
+            return T::default(); // all background
         }
         // The first index with the highest count is the earliest occurrence of the
         // earliest of the most frequent labels.
