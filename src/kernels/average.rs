@@ -120,7 +120,8 @@ macro_rules! impl_shifted_accumulator {
         }
     )*};
 }
-impl_shifted_accumulator!(i32, i64);
+// i128 only for exact means, which share the rounding toward zero.
+impl_shifted_accumulator!(i32, i64, i128);
 
 /// tinybrain's multi-mip scheme: the accumulator is never divided, only shifted when a
 /// mip is rendered, and itself shifted (floored) after the last mip of each cycle.
@@ -275,12 +276,7 @@ macro_rules! impl_integer_mean {
                     return T::default();
                 }
                 let mean = match division {
-                    Division::Shift => {
-                        let shift = w.count.trailing_zeros();
-                        // Toward zero: a negative sum gets 2^shift - 1 added first.
-                        let bias = (w.sum >> (<$t>::BITS - 1)) & ((1 << shift) - 1);
-                        (w.sum + bias) >> shift
-                    }
+                    Division::Shift => w.sum.shift_toward_zero(w.count.trailing_zeros()),
                     Division::Float => (w.sum as f64 / w.count as f64) as $t,
                     Division::Integer => w.sum / w.count,
                 };
