@@ -20,10 +20,10 @@ impl<T: Element> BlockReducer<T, 4> for TwoByTwoRule {
     #[inline(always)]
     fn reduce(&self, block: &[T; 4]) -> T {
         let [a, b, c, d] = *block;
-        let (a_bits, b_bits, c_bits) = (a.to_bits(), b.to_bits(), c.to_bits());
         if !self.sparse {
             Self::dense(a, b, c, d)
         } else {
+            let (a_bits, b_bits, c_bits) = (a.to_bits(), b.to_bits(), c.to_bits());
             let zero = T::Bits::default();
             if a_bits != zero && (a_bits == b_bits || a_bits == c_bits) {
                 a
