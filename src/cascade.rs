@@ -102,8 +102,8 @@ pub(crate) fn run<T, K, A, First, Next, Keep, Render, KeepAt, RenderAt, const N:
         return;
     }
     let src = Source::from_view(input);
-    let plan = Plan::new(&src, factor_axes, outputs.len());
     let sinks: Vec<Sink<T>> = outputs.iter_mut().map(Sink::new).collect();
+    let plan = Plan::new(&src, factor_axes, outputs.len(), &sinks[0]);
     let tiles = plan.tile_count();
     let per_task = plan.tiles_per_task();
     let tasks = tiles.div_ceil(per_task);
@@ -174,6 +174,10 @@ unsafe fn run_tiles_avx2<T, K, A, First, Next, Keep, Render, KeepAt, RenderAt, c
 /// Input elements a tile should have at least, where the axes allow.
 const TILE_ELEMENTS: usize = 1 << 15;
 
+/// Bytes of output a tile writes contiguously along the outputs' fastest axis, when
+/// that is not the line axis: a cache line.
+const OUTPUT_RUN_BYTES: usize = 64;
+
 /// The shape of the work: levels, tiles and the line axis.
 struct Plan {
     /// The factor axes, ascending.
@@ -192,7 +196,7 @@ struct Plan {
 }
 
 impl Plan {
-    fn new<T: Copy>(src: &Source<'_, T>, axes: &[usize], mips: usize) -> Self {
+    fn new<T: Copy>(src: &Source<'_, T>, axes: &[usize], mips: usize, first_mip: &Sink<T>) -> Self {
         let shape = src.shape;
         let line_axis = (0..MAX_NDIM)
             .filter(|&a| shape[a] > 1)
@@ -216,13 +220,39 @@ impl Plan {
         }
         tile_extent[line_axis] = shape[line_axis];
         tile_counts[line_axis] = 1;
-        // Tiles of few mips are small (two lines for one mip): grow them along the first
-        // axis across lines, by whole multiples, to amortise the per-tile set-up.
-        if let Some(&a) = axes.iter().find(|&&a| a != line_axis && tile_counts[a] > 1) {
+        // Grows tiles along `axis` by whole multiples, to at least `extent` voxels.
+        let grow = |tile_extent: &mut Dims, tile_counts: &mut Dims, axis: usize, extent: usize| {
+            let growth = extent.div_ceil(tile_extent[axis]).min(tile_counts[axis]).max(1);
+            tile_extent[axis] *= growth;
+            tile_counts[axis] = shape[axis].div_ceil(tile_extent[axis]);
+        };
+        // When the outputs are laid out along another axis than the input's lines (C-order
+        // input, Fortran-order outputs), a tile must span whole cache lines of output
+        // along the outputs' fastest axis: the tile's mip is written out in the outputs'
+        // order (see `Sink::write_region`), and each output line written whole.
+        let output_fastest = first_mip.fastest_axis();
+        if output_fastest != line_axis && axes.contains(&output_fastest) {
+            let per_cache_line = (OUTPUT_RUN_BYTES / std::mem::size_of::<T>().max(1)).max(1);
+            grow(&mut tile_extent, &mut tile_counts, output_fastest, 2 * per_cache_line);
+        }
+        // Tiles of few mips are small (two lines for one mip): grow them by whole
+        // multiples, to amortise the per-tile set-up, along the axis across lines with
+        // the smallest stride, so that consecutive lines of a tile lie close together in
+        // memory (along a large stride every line would be a fresh cache miss).
+        if let Some(a) = axes
+            .iter()
+            .copied()
+            .filter(|&a| a != line_axis && tile_counts[a] > 1)
+            .min_by_key(|&a| src.stride(a).unsigned_abs())
+        {
             let volume: usize = tile_extent.iter().product();
-            let growth = TILE_ELEMENTS.div_ceil(volume.max(1)).min(tile_counts[a]);
-            tile_extent[a] *= growth;
-            tile_counts[a] = shape[a].div_ceil(tile_extent[a]);
+            let others = volume / tile_extent[a];
+            grow(
+                &mut tile_extent,
+                &mut tile_counts,
+                a,
+                TILE_ELEMENTS.div_ceil(others.max(1)),
+            );
         }
         Plan {
             axes: axes.to_vec(),
@@ -310,6 +340,67 @@ impl<T> Sink<T> {
         }
     }
 
+    /// The axis of smallest stride among those longer than one voxel.
+    pub fn fastest_axis(&self) -> usize {
+        (0..MAX_NDIM)
+            .filter(|&a| self.shape[a] > 1)
+            .min_by_key(|&a| self.strides[a].unsigned_abs())
+            .unwrap_or(0)
+    }
+
+    /// Writes the region `origin .. origin + shape` from `values`, which holds it with
+    /// `first_axis` fastest, then the other axes ascending; the writes go in the order
+    /// of this view's strides, so that each of its cache lines is written whole.
+    pub fn write_region(&self, origin: &Dims, shape: &Dims, first_axis: usize, values: &[T])
+    where
+        T: Copy,
+    {
+        assert_eq!(values.len(), shape.iter().product::<usize>());
+        let mut offset = 0isize;
+        for a in 0..MAX_NDIM {
+            assert!(shape[a] >= 1 && origin[a] + shape[a] <= self.shape[a]);
+            offset += origin[a] as isize * self.strides[a];
+        }
+        let mut value_strides = [0usize; MAX_NDIM];
+        value_strides[first_axis] = 1;
+        let mut step = shape[first_axis];
+        for a in (0..MAX_NDIM).filter(|&a| a != first_axis) {
+            value_strides[a] = step;
+            step *= shape[a];
+        }
+        let mut order: [usize; MAX_NDIM] = std::array::from_fn(|a| a);
+        order.sort_by_key(|&a| (shape[a] == 1, self.strides[a].unsigned_abs()));
+        let (inner, outer) = (order[0], &order[1..]);
+        let (len, stride, value_stride) = (shape[inner], self.strides[inner], value_strides[inner]);
+        let mut coords = [0usize; MAX_NDIM];
+        loop {
+            let mut at = offset;
+            let mut from = 0;
+            for &a in outer {
+                at += coords[a] as isize * self.strides[a];
+                from += coords[a] * value_strides[a];
+            }
+            for i in 0..len {
+                // SAFETY: the region lies inside the view (asserted above) and every
+                // coordinate stays below its extent; exclusive as for `write_line`.
+                unsafe { *self.ptr.offset(at + i as isize * stride) = values[from + i * value_stride] };
+            }
+            // The next run: the outer axes count like an odometer, fastest first.
+            let mut wrapped = true;
+            for &a in outer {
+                coords[a] += 1;
+                if coords[a] < shape[a] {
+                    wrapped = false;
+                    break;
+                }
+                coords[a] = 0;
+            }
+            if wrapped {
+                return;
+            }
+        }
+    }
+
     /// Writes `render(v)` for each of `values` along `axis` from `origin`.
     #[inline(always)]
     pub fn write_line<A>(&self, origin: &Dims, axis: usize, values: &[A], render: impl Fn(&A) -> T) {
@@ -351,6 +442,8 @@ struct Scratch<T, K, A> {
     gathered_state: [Vec<K>; 8],
     /// The results of one output line.
     results: Vec<A>,
+    /// A level of the tile, rendered, when it is written out in the outputs' order.
+    staged: Vec<T>,
 }
 
 impl<T, K, A> Default for Scratch<T, K, A> {
@@ -361,6 +454,7 @@ impl<T, K, A> Default for Scratch<T, K, A> {
             gathered: Default::default(),
             gathered_state: Default::default(),
             results: Vec::new(),
+            staged: Vec::new(),
         }
     }
 }
@@ -396,6 +490,7 @@ fn run_tile<T, K, A, First, Next, Keep, Render, KeepAt, RenderAt, const N: usize
             gathered,
             gathered_state,
             results,
+            staged,
         } = scratch;
         let kept = if last {
             None
@@ -412,6 +507,7 @@ fn run_tile<T, K, A, First, Next, Keep, Render, KeepAt, RenderAt, const N: usize
             kept,
             keep: (levels.keep)(k),
             render: (levels.render)(k),
+            staged,
         };
         if k == 0 {
             let src = input.region(&in_origin, &in_shape);
@@ -434,6 +530,8 @@ struct Target<'s, T, K, KeepFn, RenderFn> {
     kept: Option<&'s mut [K]>,
     keep: KeepFn,
     render: RenderFn,
+    /// The level rendered whole, when the mip is written out in its own order.
+    staged: &'s mut Vec<T>,
 }
 
 /// Reduces level `k` of one tile (`src`) into the next.
@@ -447,6 +545,7 @@ fn reduce_level<S, R, T, K, KeepFn, RenderFn, const N: usize>(
     gathered: &mut [Vec<S>; 8],
     results: &mut Vec<R::Out>,
 ) where
+    T: Copy,
     S: Copy,
     R: BlockReducer<S, N>,
     KeepFn: Fn(&R::Out) -> K,
@@ -464,6 +563,9 @@ fn reduce_level<S, R, T, K, KeepFn, RenderFn, const N: usize>(
     results.resize(out_len, R::Out::default());
 
     let lines_out: usize = target.shape.iter().product::<usize>() / out_len;
+    // Outputs laid out along another axis are written from a copy of the whole level.
+    let staging = target.sink.fastest_axis() != line_axis;
+    target.staged.clear();
     let mut out_coords = [0usize; MAX_NDIM];
     for line_index in 0..lines_out {
         // The input lines of this output line, and their weights.
@@ -513,7 +615,11 @@ fn reduce_level<S, R, T, K, KeepFn, RenderFn, const N: usize>(
         for axis in 0..MAX_NDIM {
             origin[axis] += out_coords[axis];
         }
-        target.sink.write_line(&origin, line_axis, results, &target.render);
+        if staging {
+            target.staged.extend(results.iter().map(&target.render));
+        } else {
+            target.sink.write_line(&origin, line_axis, results, &target.render);
+        }
         if let Some(kept) = target.kept.as_deref_mut() {
             let line = &mut kept[line_index * out_len..(line_index + 1) * out_len];
             for (slot, a) in line.iter_mut().zip(results.iter()) {
@@ -528,6 +634,11 @@ fn reduce_level<S, R, T, K, KeepFn, RenderFn, const N: usize>(
             }
             out_coords[axis] = 0;
         }
+    }
+    if staging {
+        target
+            .sink
+            .write_region(&target.origin, &target.shape, line_axis, target.staged);
     }
 }
 

@@ -114,3 +114,40 @@ def test_tiny_volumes(op, dtype, sparse):
             for num_mips in (1, 4):
                 got = subject.run(op, layout(plain, "F"), factor, num_mips, sparse)
                 check(op, plain, factor, num_mips, sparse, got)
+
+
+def output_buffers(shape, factor, num_mips, dtype, name):
+    """Caller-allocated outputs laid out as `name`: C order (written in another order
+    than the input's lines), or every axis reversed inside a buffer twice as long on
+    axis 0 (negative strides, not contiguous)."""
+    outs = []
+    for mip in range(1, num_mips + 1):
+        mip_shape = tb.mip_shape(shape, factor, mip)
+        if name == "C":
+            outs.append(np.zeros(mip_shape, dtype, order="C"))
+        else:
+            padded = (2 * mip_shape[0],) + tuple(mip_shape[1:])
+            outs.append(np.zeros(padded, dtype, order="F")[::-2][(slice(None),) + (slice(None, None, -1),) * (len(shape) - 1)])
+    return outs
+
+
+@pytest.mark.parametrize("geometry", range(len(GEOMETRIES)))
+@pytest.mark.parametrize("op,dtype,sparse", CASES)
+@pytest.mark.parametrize("out_layout", ["C", "reversed"])
+def test_output_layouts(geometry, op, dtype, sparse, out_layout):
+    """Outputs whose fastest axis is not the input's line axis are written a tile level at
+    a time in their own order; every input layout must give the same bits into them."""
+    shape, factor = GEOMETRIES[geometry]
+    num_mips = 2
+    plain = make(op, dtype, shape, sparse, seed=geometry * 7 + 1)
+    expected = subject.run(op, layout(plain, "F"), factor, num_mips, sparse)
+    check(op, plain, factor, num_mips, sparse, expected)
+    for name in LAYOUTS:
+        for threads in (1, 2):
+            out = output_buffers(shape, factor, num_mips, np.dtype(dtype), out_layout)
+            tb.set_num_threads(threads)
+            try:
+                got = subject.run(op, layout(plain, name), factor, num_mips, sparse, out=out)
+            finally:
+                tb.set_num_threads(0)
+            assert_mips(out, expected, assert_exact)
