@@ -119,6 +119,8 @@ struct MostFrequent {
 
 /// Windows up to this size are counted pairwise; larger ones are sorted.
 const PAIRWISE_LIMIT: usize = 16;
+/// Windows up to this size (4x4x4) are sorted in a buffer on the stack.
+const STACK_SORT_LIMIT: usize = 64;
 
 impl<T: Element> Reducer<T> for MostFrequent {
     type Lane = Vec<T>;
@@ -128,14 +130,74 @@ impl<T: Element> Reducer<T> for MostFrequent {
         values.push(value);
     }
     fn finish(&self, values: &mut Vec<T>) -> T {
-        let result = if values.len() <= PAIRWISE_LIMIT {
-            most_frequent_pairwise(values, self.sparse)
-        } else {
-            most_frequent_sorted(values, self.sparse, &mut Vec::new())
-        };
+        let result = most_frequent(values, self.sparse);
         values.clear();
         result
     }
+}
+
+fn most_frequent<T: Element>(values: &[T], sparse: bool) -> T {
+    let Some(&first) = values.first() else {
+        return T::default();
+    };
+    let first_bits = first.to_bits();
+    // Windows of real segmentations mostly hold one label: the first label wins outright
+    // when it fills half the window (no other can have more, and a tie goes to the label
+    // seen first).
+    if !(sparse && first_bits == T::Bits::default()) {
+        let count = values.iter().filter(|v| v.to_bits() == first_bits).count();
+        if 2 * count >= values.len() {
+            return first;
+        }
+    }
+    if let Some(winner) = most_frequent_of_few(values, sparse) {
+        return winner;
+    }
+    let len = values.len();
+    if len <= PAIRWISE_LIMIT {
+        most_frequent_pairwise(values, sparse)
+    } else if len <= STACK_SORT_LIMIT {
+        let mut keyed = [(T::Bits::default(), 0u32); STACK_SORT_LIMIT];
+        most_frequent_sorted(values, sparse, &mut keyed[..len])
+    } else {
+        most_frequent_sorted(values, sparse, &mut vec![(T::Bits::default(), 0u32); len])
+    }
+}
+
+/// Windows with at most this many labels are counted in one pass, without sorting.
+const FEW_LABELS: usize = 8;
+
+/// The winner, counted in one pass, when the window holds at most `FEW_LABELS` labels
+/// (as windows across a few cells do); None when it holds more.
+fn most_frequent_of_few<T: Element>(values: &[T], sparse: bool) -> Option<T> {
+    let zero = T::Bits::default();
+    // Labels in order of first occurrence, with their counts.
+    let mut labels = [zero; FEW_LABELS];
+    let mut firsts = [T::default(); FEW_LABELS];
+    let mut counts = [0usize; FEW_LABELS];
+    let mut seen = 0;
+    for &v in values {
+        let bits = v.to_bits();
+        if sparse && bits == zero {
+            continue;
+        }
+        match labels[..seen].iter().position(|&label| label == bits) {
+            Some(j) => counts[j] += 1,
+            None if seen == FEW_LABELS => return None,
+            None => {
+                (labels[seen], firsts[seen], counts[seen]) = (bits, v, 1);
+                seen += 1;
+            }
+        }
+    }
+    // The first label (in order of occurrence) with the highest count.
+    let mut best: Option<(usize, T)> = None;
+    for (&count, &first) in counts[..seen].iter().zip(&firsts) {
+        if best.is_none_or(|(c, _)| count > c) {
+            best = Some((count, first));
+        }
+    }
+    Some(best.map(|(_, v)| v).unwrap_or_default())
 }
 
 fn most_frequent_pairwise<T: Element>(values: &[T], sparse: bool) -> T {
@@ -154,26 +216,29 @@ fn most_frequent_pairwise<T: Element>(values: &[T], sparse: bool) -> T {
     best.map(|(_, v)| v).unwrap_or_default()
 }
 
-fn most_frequent_sorted<T: Element>(values: &[T], sparse: bool, sorted: &mut Vec<(T::Bits, usize)>) -> T {
+/// `keyed` is scratch space as long as `values`.
+fn most_frequent_sorted<T: Element>(values: &[T], sparse: bool, keyed: &mut [(T::Bits, u32)]) -> T {
     let zero = T::Bits::default();
-    sorted.clear();
-    sorted.extend(
-        values
-            .iter()
-            .enumerate()
-            .map(|(i, v)| (v.to_bits(), i))
-            .filter(|(b, _)| !(sparse && *b == zero)),
-    );
+    assert!(values.len() <= keyed.len() && values.len() <= u32::MAX as usize);
+    let mut len = 0;
+    for (i, v) in values.iter().enumerate() {
+        let bits = v.to_bits();
+        if !(sparse && bits == zero) {
+            keyed[len] = (bits, i as u32);
+            len += 1;
+        }
+    }
+    let sorted = &mut keyed[..len];
     sorted.sort_unstable();
     // (count, first index) of the winner: larger count, then smaller first index.
-    let mut best: Option<(usize, usize)> = None;
+    let mut best: Option<(usize, u32)> = None;
     for group in sorted.chunk_by(|x, y| x.0 == y.0) {
         let (count, first) = (group.len(), group[0].1);
         if best.is_none_or(|(c, f)| count > c || (count == c && first < f)) {
             best = Some((count, first));
         }
     }
-    best.map(|(_, first)| values[first]).unwrap_or_default()
+    best.map(|(_, first)| values[first as usize]).unwrap_or_default()
 }
 
 pub(crate) fn downsample<T: Element>(
@@ -206,28 +271,41 @@ pub(crate) fn downsample<T: Element>(
 mod tests {
     use super::*;
 
+    /// Every counting path against the plain pairwise count, on windows of 1 to 80
+    /// values drawn from 2 to 40 labels (so both sides of FEW_LABELS, the early-out and
+    /// the stack and heap sort buffers are all reached).
     #[test]
-    fn pairwise_and_sorted_counting_agree() {
+    fn every_counting_path_agrees_with_pairwise_counting() {
         let mut state = 12345u64;
-        let mut sorted = Vec::new();
-        for len in 1..=40 {
-            for _ in 0..50 {
-                let values: Vec<u8> = (0..len)
-                    .map(|_| {
-                        state = state
-                            .wrapping_mul(6364136223846793005)
-                            .wrapping_add(1442695040888963407);
-                        (state >> 60) as u8 % 4
-                    })
-                    .collect();
-                for sparse in [false, true] {
-                    assert_eq!(
-                        most_frequent_pairwise(&values, sparse),
-                        most_frequent_sorted(&values, sparse, &mut sorted),
-                        "{values:?} sparse={sparse}"
-                    );
+        let mut paths = [0usize; 2];
+        for labels in [2u8, 4, 9, 40] {
+            for len in 1..=80 {
+                for _ in 0..20 {
+                    let values: Vec<u8> = (0..len)
+                        .map(|_| {
+                            state = state
+                                .wrapping_mul(6364136223846793005)
+                                .wrapping_add(1442695040888963407);
+                            (state >> 56) as u8 % labels
+                        })
+                        .collect();
+                    for sparse in [false, true] {
+                        let expected = most_frequent_pairwise(&values, sparse);
+                        let mut keyed = vec![(0u8, 0u32); len];
+                        let context = format!("{values:?} sparse={sparse}");
+                        assert_eq!(expected, most_frequent_sorted(&values, sparse, &mut keyed), "{context}");
+                        assert_eq!(expected, most_frequent(&values, sparse), "{context}");
+                        match most_frequent_of_few(&values, sparse) {
+                            Some(few) => {
+                                assert_eq!(expected, few, "{context}");
+                                paths[0] += 1;
+                            }
+                            None => paths[1] += 1,
+                        }
+                    }
                 }
             }
         }
+        assert!(paths[0] > 1000 && paths[1] > 1000, "{paths:?}");
     }
 }
