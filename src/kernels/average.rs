@@ -46,6 +46,19 @@ pub(crate) fn downsample<T: Element>(
             // 16-bit pyramids, i64 for 32-bit inputs over a reasonable pyramid, i128
             // beyond. Narrower lanes vectorise wider (and convert to f64 in SIMD).
             let bits = sum_bits::<T>(input.shape(), &factor, edge, outputs.len());
+            let unsigned = T::LOWEST == T::default();
+            if in_family && sparse && unsigned {
+                // Count and sum fit one integer: see `packed_sparse_mean`.
+                let weight_bits = bits - T::BITS as f64;
+                if bits <= 16.0 && weight_bits <= 15.0 {
+                    packed_sparse_mean::<T, u32, 16>(input, fam, outputs);
+                    return Ok(());
+                }
+                if bits <= 40.0 && weight_bits <= 23.0 {
+                    packed_sparse_mean::<T, u64, 40>(input, fam, outputs);
+                    return Ok(());
+                }
+            }
             let division = if in_family && !sparse {
                 Division::Shift
             } else if bits < f64::MANTISSA_DIGITS as f64 {
@@ -356,6 +369,60 @@ fn exact_mean<T: Element, A: MeanAccumulator>(
         |_, &w| w,
         |_, &w| A::render::<T>(w, division),
     );
+}
+
+/// An unsigned integer holding a sparse mean's (sum, count) as `count << SUM_BITS | sum`.
+trait PackedMean: Copy + Default + Send + Sync + AddAssign + Scale + 'static {
+    fn pack<T: Element>(v: T, sum_bits: u32) -> Self;
+    /// sum / count truncated, or 0 when count is 0; divided in floats, exactly (see
+    /// `packed_sparse_mean`).
+    fn mean<T: Element>(self, sum_bits: u32) -> T;
+}
+
+macro_rules! impl_packed_mean {
+    ($($t:ty => $q:ty, $signed:ty),*) => {$(
+        impl PackedMean for $t {
+            #[inline(always)]
+            fn pack<T: Element>(v: T, sum_bits: u32) -> Self {
+                v.to_i128() as $t | ((!v.is_zero() as $t) << sum_bits)
+            }
+            #[inline(always)]
+            fn mean<T: Element>(self, sum_bits: u32) -> T {
+                let sum = (self & ((1 << sum_bits) - 1)) as $q;
+                // An all-background block has sum 0: 0 / 1 is its mean, 0.
+                let count = (self >> sum_bits).max(1) as $q;
+                let quotient = sum / count;
+                // SAFETY: the quotient is finite and in 0 .. 2^sum_bits (a sum below
+                // 2^sum_bits over a count of at least 1), which the signed type holds.
+                // The checked cast would clamp each voxel on its own, unvectorised:
+                // measured 2.3x slower for u8 2x2.
+                let mean: $signed = unsafe { quotient.to_int_unchecked() };
+                T::from_i128(mean as i128)
+            }
+        }
+    )*};
+}
+impl_packed_mean!(u32 => f32, i32, u64 => f64, i64);
+
+/// Sparse means of unsigned 8/16-bit images in the 2x2 and 2x2x2 families, with the count
+/// packed above the sum in one integer `P`: a voxel adds `v + (v != 0) << SUM_BITS`, so a
+/// block is plain integer additions, which vectorise (a (sum, count) pair does not). The
+/// caller checks that sums stay below 2^SUM_BITS and counts below 2^(P bits - SUM_BITS).
+/// The division (in f32 for u32, f64 for u64) truncates exactly: sums are below
+/// 2^24 (resp. 2^53), so a quotient rounds by less than its distance 1/count to the next
+/// integer, and an integer quotient is exact.
+fn packed_sparse_mean<T: Element, P: PackedMean, const SUM_BITS: u32>(
+    input: &ArrayViewD<'_, T>,
+    family: Family,
+    outputs: &mut [ArrayViewMutD<'_, T>],
+) {
+    let levels = Levels {
+        first: BlockSum::<_, true>(|v: T| P::pack(v, SUM_BITS)),
+        next: BlockSum::<_, true>(|p: P| p),
+        keep: |_| |&p: &P| p,
+        render: |_| |&p: &P| p.mean::<T>(SUM_BITS),
+    };
+    cascade::run_family(input, family, outputs, &levels);
 }
 
 /// Refuses the (absurdly large) pyramids whose sums could overflow an accumulator of

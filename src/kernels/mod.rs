@@ -65,7 +65,7 @@ macro_rules! impl_scale {
         }
     )*};
 }
-impl_scale!(i32, i64, i128, f64);
+impl_scale!(i32, i64, i128, u32, u64, f64);
 
 impl<S: Copy, A, Out, Convert, Finish> Reducer<S> for Sum<Convert, Finish>
 where

@@ -37,7 +37,8 @@ CASES = [
     ("averaging", "int64", False),  # exact mean in i128
     ("averaging", "int8", True),  # negative sums divided in f64
     ("averaging", "float32", False),
-    ("averaging", "uint8", True),
+    ("averaging", "uint8", True),  # count and sum packed in u32 (1 mip) or u64
+    ("averaging", "uint16", True),  # packed in u64
     ("averaging", "float64", True),
     ("segmentation", "uint64", False),
     ("segmentation", "uint32", True),
