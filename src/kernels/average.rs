@@ -350,7 +350,29 @@ fn exact_mean<T: Element, A: MeanAccumulator>(
         }
     };
     let same = |w: Weighted<A>| w;
-    if matches!(family, Family::TwoByTwo(_) | Family::TwoByTwoByTwo(_)) {
+    let family_axes: Option<&[usize]> = match &family {
+        Family::TwoByTwo(axes) => Some(axes),
+        Family::TwoByTwoByTwo(axes) => Some(axes),
+        _ => None,
+    };
+    if let (Some(axes), false) = (family_axes, sparse) {
+        // Without sparse zeros every block of a level weighs the same (an edge voxel
+        // counts for its padding copy), so the count is a constant of the mip and only
+        // the sums are carried: half the state, in plain integer lanes that vectorise.
+        let counts = block_counts::<A>(input.shape(), axes, outputs.len());
+        let levels = Levels {
+            first: BlockSum::<_, true>(|v: T| A::from_element(v)),
+            next: BlockSum::<_, true>(|sum: A| sum),
+            keep: |_| |&sum: &A| sum,
+            render: |mip: usize| {
+                let count = counts[mip];
+                move |&sum: &A| A::render::<T>(Weighted { sum, count }, division)
+            },
+        };
+        cascade::run_family(input, family, outputs, &levels);
+        return;
+    }
+    if family_axes.is_some() {
         let levels = Levels {
             first: BlockSum::<_, true>(weigh),
             next: BlockSum::<_, true>(same),
@@ -369,6 +391,24 @@ fn exact_mean<T: Element, A: MeanAccumulator>(
         |_, &w| w,
         |_, &w| A::render::<T>(w, division),
     );
+}
+
+/// The total weight of a block of mip k+1 (k = 0..mips) of a dense 2x2 / 2x2x2 mean: each
+/// level doubles it for every factor axis longer than one voxel (see `exact_window`).
+fn block_counts<A: MeanAccumulator>(shape: &[usize], axes: &[usize], mips: usize) -> Vec<A> {
+    let mut shape = pad_dims(shape);
+    let mut count = A::ONE;
+    let mut counts = Vec::with_capacity(mips);
+    for _ in 0..mips {
+        for &axis in axes {
+            if shape[axis] > 1 {
+                count = count.times(2);
+            }
+            shape[axis] = shape[axis].div_ceil(2);
+        }
+        counts.push(count);
+    }
+    counts
 }
 
 /// An unsigned integer holding a sparse mean's (sum, count) as `count << SUM_BITS | sum`.
