@@ -184,7 +184,10 @@ def snapshot_library():
     dst = tmp / "libtinybrain.so"
     shutil.copy2(src, dst)
     os.environ["TINYBRAIN_LIB"] = str(dst)
-    digest = hashlib.sha256(dst.read_bytes()).hexdigest()[:12]
+    # Streamed: reading the file whole (over 100 MiB with debug line tables) would raise
+    # this process's peak RSS, which the peak-RSS children inherit through fork.
+    with open(dst, "rb") as f:
+        digest = hashlib.file_digest(f, "sha256").hexdigest()[:12]
     built = src.stat().st_mtime
     mtime = datetime.datetime.fromtimestamp(built).strftime("%Y-%m-%d %H:%M:%S")
     newer = [p for p in (REPO / "src").rglob("*.rs") if p.stat().st_mtime > built]
