@@ -1,8 +1,11 @@
 //! Average pooling (SEMANTICS.md, "Average pooling"). Three schemes:
 //! - 8/16-bit integers, 2x2 and 2x2x2 families, not sparse: tinybrain's shifted
 //!   accumulator, including the precision it drops once per cycle of mips;
-//! - exact weighted means (32/64-bit integers in i128, floats in f64, and every sparse
-//!   average): a running (sum, count) per voxel, rendered as sum / count;
+//! - exact weighted means (32/64-bit integers in the narrowest of i32/i64/i128 that
+//!   cannot overflow, floats in f64, and every sparse average): sum / count. Dense
+//!   2x2 / 2x2x2 means carry only the sum (the count is a constant of the mip); sparse
+//!   unsigned 8/16-bit ones pack the count above the sum in one integer; the rest carry
+//!   a (sum, count) pair per voxel;
 //! - any other factor: the clipped mean of the previous mip, carried in f64.
 
 use std::ops::AddAssign;
