@@ -39,17 +39,7 @@ pub(crate) trait BlockReducer<S: Copy, const N: usize>: Sync {
     /// so the lines are read one after the other, in address order.
     #[inline(always)]
     fn reduce_line_pairs(&self, lines: &[&[S]], results: &mut [Self::Out]) {
-        assert_eq!(lines.len(), N / 2);
-        for line in lines {
-            assert!(line.len() >= 2 * results.len());
-        }
-        for (x, result) in results.iter_mut().enumerate() {
-            // SAFETY: i / 2 < N / 2 lines (asserted), each at least 2 * results.len()
-            // long (asserted), and 2x + 1 < 2 * results.len().
-            let block: [S; N] =
-                std::array::from_fn(|i| unsafe { *lines.get_unchecked(i / 2).get_unchecked(2 * x + i % 2) });
-            *result = self.reduce(&block);
-        }
+        reduce_line_pairs_by_block(self, lines, results);
     }
     /// Interior blocks when the line axis is not a factor axis: result x reduces
     /// lines[0][x], lines[1][x], ... (N lines, in scan order).
@@ -63,6 +53,27 @@ pub(crate) trait BlockReducer<S: Copy, const N: usize>: Sync {
             let block: [S; N] = std::array::from_fn(|i| unsafe { *lines.get_unchecked(i).get_unchecked(x) });
             *result = self.reduce(&block);
         }
+    }
+}
+
+/// `reduce_line_pairs` one block at a time: the default, and the tail of rows that
+/// overriding reducers do not take whole.
+#[inline(always)]
+pub(crate) fn reduce_line_pairs_by_block<S: Copy, R: BlockReducer<S, N> + ?Sized, const N: usize>(
+    reducer: &R,
+    lines: &[&[S]],
+    results: &mut [R::Out],
+) {
+    assert_eq!(lines.len(), N / 2);
+    for line in lines {
+        assert!(line.len() >= 2 * results.len());
+    }
+    for (x, result) in results.iter_mut().enumerate() {
+        // SAFETY: i / 2 < N / 2 lines (asserted), each at least 2 * results.len()
+        // long (asserted), and 2x + 1 < 2 * results.len().
+        let block: [S; N] =
+            std::array::from_fn(|i| unsafe { *lines.get_unchecked(i / 2).get_unchecked(2 * x + i % 2) });
+        *result = reducer.reduce(&block);
     }
 }
 

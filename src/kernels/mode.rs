@@ -9,6 +9,9 @@ use crate::engine::{Edge, Reducer, Window};
 use crate::kernels::same_type_levels;
 use crate::shape::{family, pad_dims, Family};
 
+#[cfg(target_arch = "x86_64")]
+mod x86;
+
 /// tinybrain's 2x2 rule over a, b (+1 on the first axis), c (+1 on the second), d (both).
 #[derive(Clone)]
 struct TwoByTwoRule {
@@ -109,6 +112,49 @@ impl<T: Element> BlockReducer<T, 8> for MostFrequentOfEight {
             block[best.1]
         }
     }
+    /// 32- and 64-bit labels go through the AVX2 kernel, a vector of blocks at a time;
+    /// whatever it leaves (the row's tail, other widths, other CPUs) block by block.
+    #[inline(always)]
+    fn reduce_line_pairs(&self, lines: &[&[T]], results: &mut [T]) {
+        #[cfg(target_arch = "x86_64")]
+        let done = match std::mem::size_of::<T>() {
+            4 => with_label_words::<T, u32>(lines, results, |lines, results| {
+                x86::most_frequent_of_eight(lines, results, self.sparse)
+            }),
+            8 => with_label_words::<T, u64>(lines, results, |lines, results| {
+                x86::most_frequent_of_eight(lines, results, self.sparse)
+            }),
+            _ => 0,
+        };
+        #[cfg(not(target_arch = "x86_64"))]
+        let done = 0;
+        let tail: [&[T]; 4] = std::array::from_fn(|j| &lines[j][2 * done..]);
+        cascade::reduce_line_pairs_by_block(self, &tail, &mut results[done..]);
+    }
+}
+
+/// Runs `kernel` on the lines and results of a row of blocks seen as the unsigned
+/// integers `W` of the labels' width, which compare as the labels do (by their bits).
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+fn with_label_words<T: Element, W: x86::Lanes>(
+    lines: &[&[T]],
+    results: &mut [T],
+    kernel: impl FnOnce(&[&[W]], &mut [W]) -> usize,
+) -> usize {
+    assert!(
+        std::mem::size_of::<T>() == std::mem::size_of::<W>() && std::mem::align_of::<T>() == std::mem::align_of::<W>()
+    );
+    assert!(lines.len() == 4);
+    // SAFETY: Element is sealed; its types of W's size (u32, i32, f32 for u32; u64, i64,
+    // f64 for u64) are plain data with W's size and alignment (asserted), valid for
+    // every bit pattern, and their `to_bits` is the reinterpretation as W. So the
+    // words compare as the labels' bits do, and every word the kernel writes, a copy
+    // of an input word, is a valid T. The views cover the same memory as the slices.
+    let words: [&[W]; 4] =
+        std::array::from_fn(|j| unsafe { std::slice::from_raw_parts(lines[j].as_ptr().cast::<W>(), lines[j].len()) });
+    let results = unsafe { std::slice::from_raw_parts_mut(results.as_mut_ptr().cast::<W>(), results.len()) };
+    kernel(&words, results)
 }
 
 /// The most frequent label of the window; ties go to the label seen first in scan order.
@@ -270,6 +316,68 @@ pub(crate) fn downsample<T: Element>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Rows of 2x2x2 blocks drawn from a few labels (so ties and repeats are common),
+    /// through `reduce_line_pairs` (the AVX2 kernel and its tail) and block by block.
+    /// The labels include bit patterns only a bitwise compare tells apart: 0.0 and
+    /// -0.0, NaNs with two payloads, and all ones.
+    fn rows_agree_with_block_rule<T: Element>(pool: &[T]) {
+        let mut state = 99u64;
+        let mut next = |n: usize| {
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (state >> 33) as usize % n
+        };
+        for sparse in [false, true] {
+            for blocks in [0, 1, 3, 4, 5, 7, 8, 9, 16, 17, 33] {
+                for labels in [1, 2, 3, 8, pool.len()] {
+                    let lines: Vec<Vec<T>> = (0..4)
+                        .map(|_| (0..2 * blocks).map(|_| pool[next(labels)]).collect())
+                        .collect();
+                    let lines: Vec<&[T]> = lines.iter().map(Vec::as_slice).collect();
+                    let rule = MostFrequentOfEight { sparse };
+                    let mut fast = vec![T::default(); blocks];
+                    let mut by_block = vec![T::default(); blocks];
+                    rule.reduce_line_pairs(&lines, &mut fast);
+                    cascade::reduce_line_pairs_by_block(&rule, &lines, &mut by_block);
+                    let bits = |v: &[T]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+                    assert_eq!(bits(&fast), bits(&by_block), "{lines:?} sparse={sparse}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn two_by_two_by_two_rows_agree_with_block_rule() {
+        rows_agree_with_block_rule::<u64>(&[0, 1, 2, 3, 1 << 63, u64::MAX, 5, 6, 7, 8, 9, 10]);
+        rows_agree_with_block_rule::<i64>(&[0, -1, 1, i64::MIN, i64::MAX, 2, 3, 4, 5, 6, 7, 8]);
+        rows_agree_with_block_rule::<u32>(&[0, 1, 2, 3, 1 << 31, u32::MAX, 5, 6, 7, 8, 9, 10]);
+        rows_agree_with_block_rule::<i32>(&[0, -1, 1, i32::MIN, i32::MAX, 2, 3, 4, 5, 6, 7, 8]);
+        let nan_f32 = [f32::NAN, f32::from_bits(0x7fc0_0001)];
+        rows_agree_with_block_rule::<f32>(&[0.0, -0.0, nan_f32[0], nan_f32[1], 1.0, -1.0, 2.5, 3.0, 4.0, 5.0]);
+        let nan_f64 = [f64::NAN, f64::from_bits(0x7ff8_0000_0000_0001)];
+        rows_agree_with_block_rule::<f64>(&[0.0, -0.0, nan_f64[0], nan_f64[1], 1.0, -1.0, 2.5, 3.0, 4.0, 5.0]);
+        rows_agree_with_block_rule::<u8>(&[0, 1, 2, 3, 255, 5, 6, 7, 8, 9]);
+        rows_agree_with_block_rule::<u16>(&[0, 1, 2, 3, u16::MAX, 5, 6, 7, 8, 9]);
+    }
+
+    /// The test above compares the kernel with the block rule only where the kernel runs.
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn the_avx2_kernel_takes_whole_vectors_where_the_cpu_has_avx2() {
+        let line = [7u64; 18];
+        let lines: [&[u64]; 4] = [&line; 4];
+        let mut results = [0u64; 9];
+        let done = x86::most_frequent_of_eight(&lines, &mut results, false);
+        let expected = if std::arch::is_x86_feature_detected!("avx2") {
+            8
+        } else {
+            0
+        };
+        assert_eq!(done, expected);
+        assert!(results[..done].iter().all(|&v| v == 7));
+    }
 
     /// Every counting path against the plain pairwise count, on windows of 1 to 80
     /// values drawn from 2 to 40 labels (so both sides of FEW_LABELS, the early-out and

@@ -522,7 +522,9 @@ def test_mode_2x2_tie_blocks(dtype):
     assert_mips(subject.run("segmentation", img, (2, 2), 1), expected)
 
 
-MODE_2X2X2_SHAPES = [(4, 4, 4), (5, 7, 3), (6, 6, 6), (2, 2, 2), (3, 3, 3), (9, 8, 7), (6, 5, 4, 1)]
+# (37, 6, 4): rows of 18 and then 9 blocks, so 32- and 64-bit labels fill whole AVX2
+# vectors (8 and 4 blocks) and leave a tail to the scalar rule.
+MODE_2X2X2_SHAPES = [(4, 4, 4), (5, 7, 3), (6, 6, 6), (2, 2, 2), (3, 3, 3), (9, 8, 7), (6, 5, 4, 1), (37, 6, 4)]
 
 
 @pytest.mark.parametrize("dtype", ALL)
