@@ -73,6 +73,8 @@ pub(crate) fn downsample<T: Element>(
                 exact_mean::<T, i32>(input, &factor, fam, sparse, division, outputs);
             } else if bits < 63.0 {
                 exact_mean::<T, i64>(input, &factor, fam, sparse, division, outputs);
+            } else if division == Division::Shift && bits - T::BITS as f64 <= SplitSum::MAX_SPLIT as f64 {
+                split_sum_mean(input, fam, outputs);
             } else if bits < 127.0 {
                 exact_mean::<T, i128>(input, &factor, fam, sparse, division, outputs);
             } else {
@@ -414,6 +416,104 @@ fn block_counts<A: MeanAccumulator>(shape: &[usize], axes: &[usize], mips: usize
     counts
 }
 
+/// The sum of a dense 2x2 / 2x2x2 block of 64-bit integers in two 64-bit parts, for
+/// the sums that could overflow i64: i128 additions do not vectorise, and cost 2x.
+///
+/// Each value v is split at bit K, the log2 of the last mip's block count 2^K, into
+/// its high part v >> K (floored) and its low part v mod 2^K, so that
+/// sum = high * 2^K + low. At most 2^K high parts, each below 2^(64-K) in magnitude,
+/// add up exactly modulo 2^64 (which is all that is needed below), and low parts stay
+/// below 2^(2K) <= 2^62.
+#[derive(Clone, Copy, Default)]
+struct SplitSum {
+    high: u64,
+    low: u64,
+}
+
+impl SplitSum {
+    /// K <= 31 keeps the low parts exact in 64 bits.
+    const MAX_SPLIT: u32 = 31;
+
+    #[inline(always)]
+    fn of<T: Element>(v: T, split: u32) -> Self {
+        // 64-bit shifts (a floored one for signed types): an i128 shift by a runtime
+        // amount stays scalar.
+        let bits = v.to_i128() as u64;
+        let high = if T::LOWEST != T::default() {
+            ((bits as i64) >> split) as u64
+        } else {
+            bits >> split
+        };
+        SplitSum {
+            high,
+            low: bits & ((1 << split) - 1),
+        }
+    }
+
+    /// The sum over a block of 2^shift voxels divided by 2^shift, truncated toward
+    /// zero (shift <= split).
+    #[inline(always)]
+    fn mean<T: Element>(self, split: u32, shift: u32) -> T {
+        // floor(sum / 2^shift) = high * 2^(split - shift) + floor(low / 2^shift): the
+        // mean fits T, so the wrapping arithmetic gives it exactly.
+        let floor = self.high.wrapping_shl(split - shift).wrapping_add(self.low >> shift);
+        let signed = T::LOWEST != T::default();
+        if signed {
+            let inexact = self.low & ((1 << shift) - 1) != 0;
+            let toward_zero = (floor as i64).wrapping_add(((floor as i64) < 0 && inexact) as i64);
+            T::from_i128(toward_zero as i128)
+        } else {
+            T::from_i128(floor as i128)
+        }
+    }
+}
+
+impl AddAssign for SplitSum {
+    #[inline(always)]
+    fn add_assign(&mut self, other: Self) {
+        self.high = self.high.wrapping_add(other.high);
+        self.low += other.low;
+    }
+}
+
+impl Scale for SplitSum {
+    #[inline(always)]
+    fn times(self, copies: u32) -> Self {
+        SplitSum {
+            high: self.high.wrapping_mul(copies as u64),
+            low: self.low * copies as u64,
+        }
+    }
+}
+
+/// Dense 2x2 / 2x2x2 means whose sums need more than 63 bits, carried as `SplitSum`s
+/// (the caller checks the last block count is at most 2^MAX_SPLIT).
+fn split_sum_mean<T: Element>(input: &ArrayViewD<'_, T>, family: Family, outputs: &mut [ArrayViewMutD<'_, T>]) {
+    let axes: &[usize] = match &family {
+        Family::TwoByTwo(axes) => axes,
+        Family::TwoByTwoByTwo(axes) => axes,
+        _ => unreachable!("split sums are for the 2x2 and 2x2x2 families"),
+    };
+    let shifts: Vec<u32> = block_counts::<i64>(input.shape(), axes, outputs.len())
+        .iter()
+        .map(|count| count.trailing_zeros())
+        .collect();
+    let Some(&split) = shifts.last() else {
+        return;
+    };
+    assert!(split <= SplitSum::MAX_SPLIT);
+    let levels = Levels {
+        first: BlockSum::<_, true>(move |v: T| SplitSum::of(v, split)),
+        next: BlockSum::<_, true>(|sum: SplitSum| sum),
+        keep: |_| |&sum: &SplitSum| sum,
+        render: |mip: usize| {
+            let shift = shifts[mip];
+            move |&sum: &SplitSum| sum.mean::<T>(split, shift)
+        },
+    };
+    cascade::run_family(input, family, outputs, &levels);
+}
+
 /// An unsigned integer holding a sparse mean's (sum, count) as `count << SUM_BITS | sum`.
 trait PackedMean: Copy + Default + Send + Sync + AddAssign + Scale + 'static {
     fn pack<T: Element>(v: T, sum_bits: u32) -> Self;
@@ -468,8 +568,6 @@ fn packed_sparse_mean<T: Element, P: PackedMean, const SUM_BITS: u32>(
     cascade::run_family(input, family, outputs, &levels);
 }
 
-/// Refuses the (absurdly large) pyramids whose sums could overflow an accumulator of
-/// `accumulator_bits` value bits, before any write.
 /// log2 of the largest |sum| an exact mean can reach: the dtype's bits plus those of
 /// the largest total weight.
 fn sum_bits<T: Element>(shape: &[usize], factor: &Dims, edge: Edge, num_mips: usize) -> f64 {
@@ -516,4 +614,57 @@ fn mean_of_means<T: Element>(input: &ArrayViewD<'_, T>, factor: &Dims, outputs: 
 
 fn volume(shape: &Dims) -> usize {
     shape.iter().product()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Blocks of extreme and random 64-bit values, weighted to a total of 2^shift,
+    /// against the i128 sum divided toward zero, for every split and shift it allows.
+    fn split_sums_agree_with_i128<T: Element>(pool: &[T], random: impl Fn(u64) -> T) {
+        let mut state = 7u64;
+        let mut next = || {
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            state
+        };
+        for split in 0..=SplitSum::MAX_SPLIT {
+            for shift in [0, split / 2, split.saturating_sub(1), split] {
+                for _ in 0..50 {
+                    // Up to 16 voxels whose weights add up to 2^shift, some doubled as
+                    // an edge voxel is for its padding copy.
+                    let parts = 1u64 << (next() % (shift.min(4) as u64 + 1));
+                    let part = (1u64 << shift) / parts;
+                    let mut remaining = 1u64 << shift;
+                    let (mut sum, mut exact) = (SplitSum::default(), 0i128);
+                    while remaining > 0 {
+                        let doubled = remaining >= 2 * part && next() % 4 == 0;
+                        let weight = if doubled { 2 * part } else { part };
+                        let r = next();
+                        let v = if r % 3 == 0 {
+                            random(next())
+                        } else {
+                            pool[(r >> 8) as usize % pool.len()]
+                        };
+                        sum += SplitSum::of(v, split).times(weight as u32);
+                        exact += v.to_i128() * weight as i128;
+                        remaining -= weight;
+                    }
+                    let expected = T::from_i128(exact / (1i128 << shift));
+                    assert_eq!(sum.mean::<T>(split, shift), expected, "split {split} shift {shift}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn split_sums_give_the_exact_truncated_mean() {
+        split_sums_agree_with_i128::<i64>(&[i64::MIN, i64::MAX, i64::MAX - 1, -1, 0, 1, i64::MIN + 1], |r| {
+            r as i64
+        });
+        split_sums_agree_with_i128::<u64>(&[u64::MAX, u64::MAX - 1, 0, 1, 1 << 63], |r| r);
+        split_sums_agree_with_i128::<i32>(&[i32::MIN, i32::MAX, -1, 0, 1], |r| r as i32);
+    }
 }
