@@ -114,7 +114,7 @@ pub(crate) fn run<T, K, A, First, Next, Keep, Render, KeepAt, RenderAt, const N:
     }
     let src = Source::from_view(input);
     let sinks: Vec<Sink<T>> = outputs.iter_mut().map(Sink::new).collect();
-    let plan = Plan::new(&src, factor_axes, outputs.len(), &sinks[0]);
+    let plan = Plan::new(&src, factor_axes, &sinks);
     let tiles = plan.tile_count();
     let per_task = plan.tiles_per_task();
     let tasks = tiles.div_ceil(per_task);
@@ -204,15 +204,16 @@ struct Plan {
     /// Tile extent at level 0 on each axis, and the number of tiles along it.
     tile_extent: Dims,
     tile_counts: Dims,
+    /// Per mip: laid out along another axis than the lines, so each tile's level is
+    /// rendered into a copy and written out in the mip's own order.
+    staged: Vec<bool>,
 }
 
 impl Plan {
-    fn new<T: Copy>(src: &Source<'_, T>, axes: &[usize], mips: usize, first_mip: &Sink<T>) -> Self {
+    fn new<T: Copy>(src: &Source<'_, T>, axes: &[usize], sinks: &[Sink<T>]) -> Self {
         let shape = src.shape;
-        let line_axis = (0..MAX_NDIM)
-            .filter(|&a| shape[a] > 1)
-            .min_by_key(|&a| src.stride(a).unsigned_abs())
-            .unwrap_or(0);
+        let mips = sinks.len();
+        let line_axis = src.fastest_axis();
         let mut shapes = vec![shape];
         for _ in 0..mips {
             let mut next = *shapes.last().expect("level 0 is there");
@@ -241,7 +242,7 @@ impl Plan {
         // input, Fortran-order outputs), a tile must span whole cache lines of output
         // along the outputs' fastest axis: the tile's mip is written out in the outputs'
         // order (see `Sink::write_region`), and each output line written whole.
-        let output_fastest = first_mip.fastest_axis();
+        let output_fastest = sinks[0].fastest_axis();
         if output_fastest != line_axis && axes.contains(&output_fastest) {
             let per_cache_line = (OUTPUT_RUN_BYTES / std::mem::size_of::<T>().max(1)).max(1);
             grow(&mut tile_extent, &mut tile_counts, output_fastest, 2 * per_cache_line);
@@ -270,6 +271,7 @@ impl Plan {
             line_axis,
             across: axes.iter().copied().filter(|&a| a != line_axis).collect(),
             line_factor_position: axes.iter().position(|&a| a == line_axis),
+            staged: sinks.iter().map(|sink| sink.fastest_axis() != line_axis).collect(),
             shapes,
             tile_extent,
             tile_counts,
@@ -351,12 +353,8 @@ impl<T> Sink<T> {
         }
     }
 
-    /// The axis of smallest stride among those longer than one voxel.
     pub fn fastest_axis(&self) -> usize {
-        (0..MAX_NDIM)
-            .filter(|&a| self.shape[a] > 1)
-            .min_by_key(|&a| self.strides[a].unsigned_abs())
-            .unwrap_or(0)
+        crate::shape::fastest_axis(&self.shape, &self.strides)
     }
 
     /// Writes the region `origin .. origin + shape` from `values`, which holds it with
@@ -574,8 +572,7 @@ fn reduce_level<S, R, T, K, KeepFn, RenderFn, const N: usize>(
     results.resize(out_len, R::Out::default());
 
     let lines_out: usize = target.shape.iter().product::<usize>() / out_len;
-    // Outputs laid out along another axis are written from a copy of the whole level.
-    let staging = target.sink.fastest_axis() != line_axis;
+    let staging = plan.staged[k];
     target.staged.clear();
     let mut out_coords = [0usize; MAX_NDIM];
     for line_index in 0..lines_out {

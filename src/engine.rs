@@ -86,6 +86,10 @@ impl<'a, T: Copy> Source<'a, T> {
         self.strides[axis]
     }
 
+    pub fn fastest_axis(&self) -> usize {
+        crate::shape::fastest_axis(&self.shape, &self.strides)
+    }
+
     /// The `len` elements along `axis` that start at `offset` (a sum of `offset_of`
     /// terms of in-bounds coordinates, the coordinate on `axis` being 0), as a slice
     /// when they are contiguous; otherwise copied into `gathered`, which is returned.

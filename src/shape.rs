@@ -141,6 +141,15 @@ pub(crate) fn family(factor: &[usize]) -> Family {
     }
 }
 
+/// The axis of smallest |stride| among those longer than one voxel (0 when none is):
+/// the axis a view's lines run along, for reading or writing in address order.
+pub(crate) fn fastest_axis(shape: &Dims, strides: &[isize; MAX_NDIM]) -> usize {
+    (0..MAX_NDIM)
+        .filter(|&a| shape[a] > 1)
+        .min_by_key(|&a| strides[a].unsigned_abs())
+        .unwrap_or(0)
+}
+
 pub(crate) fn pad_dims(values: &[usize]) -> Dims {
     let mut dims = [1; MAX_NDIM];
     dims[..values.len()].copy_from_slice(values);
