@@ -187,7 +187,9 @@ const TILE_ELEMENTS: usize = 1 << 15;
 
 /// Bytes of output a tile writes contiguously along the outputs' fastest axis, when
 /// that is not the line axis: a cache line.
-const OUTPUT_RUN_BYTES: usize = 64;
+const OUTPUT_RUN_BYTES: usize = CACHE_LINE_BYTES;
+
+const CACHE_LINE_BYTES: usize = 64;
 
 /// The shape of the work: levels, tiles and the line axis.
 struct Plan {
@@ -793,19 +795,24 @@ pub(crate) const LINE_CHUNK: usize = 32;
 /// How far ahead of its use a line is read into cache, in bytes.
 const PREFETCH_DISTANCE: usize = 2048;
 
-/// Asks for the cache line `PREFETCH_DISTANCE` bytes past element `position` of `line`
-/// (which may lie past its end: the next line, usually). The hardware prefetcher does
-/// not keep up with lines of a few KiB read two at a time.
+/// Asks for the cache lines `PREFETCH_DISTANCE` bytes past elements `position ..
+/// position + len` of `line` (which may lie past its end: the next line, usually).
+/// The hardware prefetcher does not keep up with lines of a few KiB read two at a
+/// time. Every cache line of the span is asked for: a chunk of 64 wide values spans
+/// several (asking for the first only left 32- and 64-bit lines waiting on memory).
 #[inline(always)]
-pub(crate) fn prefetch_ahead<S>(line: &[S], position: usize) {
-    let ahead = line
-        .as_ptr()
-        .wrapping_add(position + PREFETCH_DISTANCE / std::mem::size_of::<S>().max(1));
-    #[cfg(target_arch = "x86_64")]
-    // SAFETY: a prefetch is a hint; it never faults, whatever the address.
-    unsafe {
-        std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(ahead.cast())
-    };
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = ahead;
+pub(crate) fn prefetch_ahead<S>(line: &[S], position: usize, len: usize) {
+    let size = std::mem::size_of::<S>().max(1);
+    let ahead = line.as_ptr().wrapping_add(position + PREFETCH_DISTANCE / size);
+    for offset in (0..len * size).step_by(CACHE_LINE_BYTES) {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: a prefetch is a hint; it never faults, whatever the address.
+        unsafe {
+            std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(
+                ahead.cast::<i8>().wrapping_add(offset),
+            )
+        };
+        #[cfg(not(target_arch = "x86_64"))]
+        let _ = (ahead, offset);
+    }
 }

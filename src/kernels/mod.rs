@@ -125,7 +125,7 @@ where
                 .zip(line.chunks(2 * LINE_CHUNK))
                 .enumerate()
             {
-                prefetch_ahead(line, 2 * LINE_CHUNK * chunk);
+                prefetch_ahead(line, 2 * LINE_CHUNK * chunk, 2 * LINE_CHUNK);
                 for (total, pair) in totals.iter_mut().zip(pairs.chunks_exact(2)) {
                     *total += (self.0)(pair[0]);
                     *total += (self.0)(pair[1]);
