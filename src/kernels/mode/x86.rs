@@ -10,6 +10,7 @@
 //! highest count is the first occurrence of the earliest most frequent label: the same
 //! winner as the scalar rule, voxel for voxel.
 
+use crate::cascade::prefetch_ahead;
 use std::arch::x86_64::{
     __m256i, _mm256_add_epi32, _mm256_add_epi64, _mm256_andnot_si256, _mm256_blendv_epi8, _mm256_castps_si256,
     _mm256_castsi256_ps, _mm256_cmpeq_epi32, _mm256_cmpeq_epi64, _mm256_cmpgt_epi32, _mm256_cmpgt_epi64,
@@ -159,6 +160,11 @@ pub(super) fn most_frequent_of_eight<L: Lanes>(lines: &[&[L]], results: &mut [L]
 unsafe fn rows<L: Lanes, const SPARSE: bool>(lines: [&[L]; 4], results: &mut [L]) {
     for (group, out) in results.chunks_exact_mut(L::BLOCKS).enumerate() {
         let mut values = [_mm256_setzero_si256(); 8];
+        for line in lines {
+            // Four lines are read side by side, which the hardware prefetcher alone
+            // does not keep fed.
+            prefetch_ahead(line, 2 * L::BLOCKS * group, 2 * L::BLOCKS);
+        }
         for (j, line) in lines.iter().enumerate() {
             // SAFETY: the pairs of this group end at 2 * L::BLOCKS * (group + 1) <=
             // 2 * results.len() <= line.len() (the caller's contract).
