@@ -412,20 +412,47 @@ impl<T> Sink<T> {
         }
     }
 
-    /// Writes `render(v)` for each of `values` along `axis` from `origin`.
-    #[inline(always)]
-    pub fn write_line<A>(&self, origin: &Dims, axis: usize, values: &[A], render: impl Fn(&A) -> T) {
+    /// The offset of the element at `origin`, checking that it and the `len` elements
+    /// from it along `axis` lie inside the view.
+    fn line_offset(&self, origin: &Dims, axis: usize, len: usize) -> isize {
         let mut offset = 0isize;
         for a in 0..MAX_NDIM {
             assert!(origin[a] < self.shape[a]);
             offset += origin[a] as isize * self.strides[a];
         }
-        let len = values.len();
         assert!(origin[axis] + len <= self.shape[axis]);
+        offset
+    }
+
+    /// Fills the `len` elements from `origin` along `axis` with `fill`: in place when
+    /// they are contiguous, else through `scratch`.
+    pub fn fill_line(&self, origin: &Dims, axis: usize, len: usize, scratch: &mut Vec<T>, fill: impl FnOnce(&mut [T]))
+    where
+        T: Copy + Default,
+    {
+        let offset = self.line_offset(origin, axis, len);
+        if self.strides[axis] == 1 || len == 1 {
+            // SAFETY: as in `write_line`: `offset` is the in-bounds element at `origin`,
+            // the next `len` elements along a stride-1 axis are in bounds (asserted in
+            // `line_offset`), and the caller's task is the only writer of this line.
+            fill(unsafe { std::slice::from_raw_parts_mut(self.ptr.offset(offset), len) });
+        } else {
+            scratch.clear();
+            scratch.resize(len, T::default());
+            fill(scratch);
+            self.write_line(origin, axis, scratch, |&v| v);
+        }
+    }
+
+    /// Writes `render(v)` for each of `values` along `axis` from `origin`.
+    #[inline(always)]
+    pub fn write_line<A>(&self, origin: &Dims, axis: usize, values: &[A], render: impl Fn(&A) -> T) {
+        let len = values.len();
+        let offset = self.line_offset(origin, axis, len);
         let stride = self.strides[axis];
         if stride == 1 || len == 1 {
             // SAFETY: `offset` is the in-bounds element at `origin` and the next `len`
-            // elements along a stride-1 axis are in bounds (asserted above). The view
+            // elements along a stride-1 axis are in bounds (asserted in `line_offset`). The view
             // is exclusively borrowed for the whole call (see the Send/Sync impls) and
             // this tile is the only writer of this line.
             let line = unsafe { std::slice::from_raw_parts_mut(self.ptr.offset(offset), len) };
@@ -435,7 +462,7 @@ impl<T> Sink<T> {
         } else {
             for (i, v) in values.iter().enumerate() {
                 // SAFETY: element i < len along `axis` of the line at `origin` is in
-                // bounds (asserted above); exclusive as for the contiguous case.
+                // bounds (asserted in `line_offset`); exclusive as for the contiguous case.
                 unsafe { *self.ptr.offset(offset + i as isize * stride) = render(v) };
             }
         }
@@ -803,16 +830,22 @@ const PREFETCH_DISTANCE: usize = 2048;
 #[inline(always)]
 pub(crate) fn prefetch_ahead<S>(line: &[S], position: usize, len: usize) {
     let size = std::mem::size_of::<S>().max(1);
-    let ahead = line.as_ptr().wrapping_add(position + PREFETCH_DISTANCE / size);
-    for offset in (0..len * size).step_by(CACHE_LINE_BYTES) {
+    prefetch(line.as_ptr().wrapping_add(position + PREFETCH_DISTANCE / size), len);
+}
+
+/// Asks for every cache line of the `len` elements from `start`, which need not be
+/// valid: a prefetch is only a hint.
+#[inline(always)]
+pub(crate) fn prefetch<S>(start: *const S, len: usize) {
+    for offset in (0..len * std::mem::size_of::<S>()).step_by(CACHE_LINE_BYTES) {
         #[cfg(target_arch = "x86_64")]
         // SAFETY: a prefetch is a hint; it never faults, whatever the address.
         unsafe {
             std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(
-                ahead.cast::<i8>().wrapping_add(offset),
+                start.cast::<i8>().wrapping_add(offset),
             )
         };
         #[cfg(not(target_arch = "x86_64"))]
-        let _ = (ahead, offset);
+        let _ = (start, offset);
     }
 }

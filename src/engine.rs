@@ -86,6 +86,11 @@ impl<'a, T: Copy> Source<'a, T> {
         self.strides[axis]
     }
 
+    /// The address of the element at `offset`, for prefetching: never read through.
+    pub fn address_of(&self, offset: isize) -> *const T {
+        self.ptr.wrapping_offset(offset)
+    }
+
     pub fn fastest_axis(&self) -> usize {
         crate::shape::fastest_axis(&self.shape, &self.strides)
     }
@@ -110,45 +115,44 @@ impl<'a, T: Copy> Source<'a, T> {
         gathered
     }
 
-    /// Every `step`-th of the elements along `axis` from `offset` (as for `line`), `len`
-    /// of them, copied into `gathered`: from one contiguous slice when the axis has
+    /// Every `step`-th of the elements along `axis` from `offset` (as for `line`), as many
+    /// as `out` holds, copied into `out`: from one contiguous slice when the axis has
     /// stride 1, so the copy vectorises.
-    pub fn line_every<'b>(
-        &self,
-        offset: isize,
-        axis: usize,
-        len: usize,
-        step: usize,
-        gathered: &'b mut Vec<T>,
-    ) -> &'b [T]
-    where
-        'a: 'b,
-    {
-        if step == 1 {
-            return self.line(offset, axis, len, gathered);
+    pub fn gather_every(&self, offset: isize, axis: usize, step: usize, out: &mut [T]) {
+        let len = out.len();
+        if len == 0 {
+            return;
         }
-        assert!(len >= 1 && (len - 1) * step < self.shape[axis]);
+        assert!(step >= 1 && (len - 1) * step < self.shape[axis]);
         let stride = self.strides[axis];
-        gathered.clear();
         if stride == 1 {
             let span_len = (len - 1) * step + 1;
             // SAFETY: elements offset + 0..span_len along a stride-1 axis are in bounds:
             // the offset names an in-bounds element whose coordinate on `axis` is 0 and
             // span_len <= shape[axis] (asserted above).
             let span = unsafe { std::slice::from_raw_parts(self.ptr.offset(offset), span_len) };
-            if step == 2 {
+            match step {
+                1 => out.copy_from_slice(span),
                 // The common case, as a loop of fixed-size chunks that vectorises.
-                gathered.extend(span.chunks_exact(2).map(|pair| pair[0]));
-                if span_len % 2 == 1 {
-                    gathered.push(span[span_len - 1]);
+                2 => {
+                    for (slot, pair) in out.iter_mut().zip(span.chunks_exact(2)) {
+                        *slot = pair[0];
+                    }
+                    if span_len % 2 == 1 {
+                        out[len - 1] = span[span_len - 1];
+                    }
                 }
-            } else {
-                gathered.extend(span.chunks(step).map(|chunk| chunk[0]));
+                _ => {
+                    for (slot, chunk) in out.iter_mut().zip(span.chunks(step)) {
+                        *slot = chunk[0];
+                    }
+                }
             }
         } else {
-            gathered.extend((0..len).map(|i| self.read(offset + (i * step) as isize * stride)));
+            for (i, slot) in out.iter_mut().enumerate() {
+                *slot = self.read(offset + (i * step) as isize * stride);
+            }
         }
-        gathered
     }
 
     #[inline(always)]

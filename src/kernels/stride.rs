@@ -4,7 +4,7 @@
 use ndarray::{ArrayViewD, ArrayViewMutD};
 use rayon::prelude::*;
 
-use crate::cascade::Sink;
+use crate::cascade::{prefetch, Sink};
 use crate::dtype::Element;
 use crate::engine::Source;
 use crate::shape::{pad_dims, MAX_NDIM};
@@ -19,6 +19,11 @@ pub(crate) fn downsample<T: Element>(
 ) {
     let src = Source::from_view(input);
     let factor = pad_dims(factor);
+    // Lines run along the input's smallest stride, so each is read in address order,
+    // and follow each other along the next smallest strides.
+    let line_axis = src.fastest_axis();
+    let mut across: Vec<usize> = (0..MAX_NDIM).filter(|&a| a != line_axis).collect();
+    across.sort_by_key(|&a| src.stride(a).unsigned_abs());
     let mut step = [1usize; MAX_NDIM];
     for out in outputs.iter_mut() {
         for axis in 0..MAX_NDIM {
@@ -26,31 +31,45 @@ pub(crate) fn downsample<T: Element>(
             step[axis] = step[axis].saturating_mul(factor[axis]).min(src.shape[axis]);
         }
         let sink = Sink::new(out);
-        let line_len = sink.shape[0];
-        let lines: usize = sink.shape[1..].iter().product();
+        let line_len = sink.shape[line_axis];
+        let lines: usize = across.iter().map(|&a| sink.shape[a]).product();
         let tasks = lines.div_ceil(LINES_PER_TASK);
-        (0..tasks).into_par_iter().for_each_init(Vec::new, |gathered, task| {
+        // The input line of the output line at `origin`.
+        let line_offset = |origin: &[usize; MAX_NDIM]| -> isize {
+            across
+                .iter()
+                .map(|&axis| src.offset_of(axis, origin[axis] * step[axis]))
+                .sum()
+        };
+        (0..tasks).into_par_iter().for_each_init(Vec::new, |scratch, task| {
             let first = task * LINES_PER_TASK;
             let mut origin = [0usize; MAX_NDIM];
             let mut rest = first;
-            for axis in 1..MAX_NDIM {
+            for &axis in &across {
                 origin[axis] = rest % sink.shape[axis];
                 rest /= sink.shape[axis];
             }
-            for _ in first..(first + LINES_PER_TASK).min(lines) {
-                let offset: isize = (1..MAX_NDIM)
-                    .map(|axis| src.offset_of(axis, origin[axis] * step[axis]))
-                    .sum();
-                let values = src.line_every(offset, 0, line_len, step[0], gathered);
-                sink.write_line(&origin, 0, values, |&v| v);
-                // Next line: axis 1 fastest.
-                for axis in 1..MAX_NDIM {
+            for line in first..(first + LINES_PER_TASK).min(lines) {
+                let offset = line_offset(&origin);
+                let here = origin;
+                // Next line: the axis of smallest input stride across lines fastest.
+                for &axis in &across {
                     origin[axis] += 1;
                     if origin[axis] < sink.shape[axis] {
                         break;
                     }
                     origin[axis] = 0;
                 }
+                if line + 1 < lines && src.stride(line_axis) == 1 {
+                    // Lines of a stride of 2 or more lie apart: the hardware prefetcher
+                    // starts afresh on each, so the next is asked for while this one
+                    // is copied.
+                    let span = (line_len - 1) * step[line_axis] + 1;
+                    prefetch(src.address_of(line_offset(&origin)), span);
+                }
+                sink.fill_line(&here, line_axis, line_len, scratch, |out| {
+                    src.gather_every(offset, line_axis, step[line_axis], out)
+                });
             }
         });
     }
