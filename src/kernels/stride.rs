@@ -19,11 +19,6 @@ pub(crate) fn downsample<T: Element>(
 ) {
     let src = Source::from_view(input);
     let factor = pad_dims(factor);
-    // Lines run along the input's smallest stride, so each is read in address order,
-    // and follow each other along the next smallest strides.
-    let line_axis = src.fastest_axis();
-    let mut across: Vec<usize> = (0..MAX_NDIM).filter(|&a| a != line_axis).collect();
-    across.sort_by_key(|&a| src.stride(a).unsigned_abs());
     let mut step = [1usize; MAX_NDIM];
     for out in outputs.iter_mut() {
         for axis in 0..MAX_NDIM {
@@ -31,6 +26,14 @@ pub(crate) fn downsample<T: Element>(
             step[axis] = step[axis].saturating_mul(factor[axis]).min(src.shape[axis]);
         }
         let sink = Sink::new(out);
+        // Lines run along the output's smallest stride, so each is written whole, and
+        // follow each other along the input's smallest strides. When both layouts
+        // agree, every line is also read in address order; when they do not (a C-order
+        // input into Fortran-order outputs), consecutive lines read the next elements
+        // of the same cache lines, which are still in cache.
+        let line_axis = sink.fastest_axis();
+        let mut across: Vec<usize> = (0..MAX_NDIM).filter(|&a| a != line_axis).collect();
+        across.sort_by_key(|&a| src.stride(a).unsigned_abs());
         let line_len = sink.shape[line_axis];
         let lines: usize = across.iter().map(|&a| sink.shape[a]).product();
         let tasks = lines.div_ceil(LINES_PER_TASK);
