@@ -837,7 +837,10 @@ pub(crate) fn prefetch_ahead<S>(line: &[S], position: usize, len: usize) {
 /// valid: a prefetch is only a hint.
 #[inline(always)]
 pub(crate) fn prefetch<S>(start: *const S, len: usize) {
-    for offset in (0..len * std::mem::size_of::<S>()).step_by(CACHE_LINE_BYTES) {
+    // A plain count, which folds to straight-line code when `len` is a constant.
+    let cache_lines = (len * std::mem::size_of::<S>()).div_ceil(CACHE_LINE_BYTES);
+    for line in 0..cache_lines {
+        let offset = line * CACHE_LINE_BYTES;
         #[cfg(target_arch = "x86_64")]
         // SAFETY: a prefetch is a hint; it never faults, whatever the address.
         unsafe {
