@@ -396,6 +396,10 @@ CASES = [
          note="tinybrain returns strided views in O(1); its column times the call plus "
               "np.asfortranarray of each view, the same work as ours",
          targets=[("roofline", 0.8)]),
+    Case("striding 2x2x1 u8 C-order input", "gray_c", "striding", (2, 2, 1),
+         tb_copy_views=True,
+         note="outputs in Fortran order, as tinybrain's: a transposing copy",
+         targets=[("roofline", 0.8)]),
     Case("avg 2x2x1 u8 C-order input", "gray_c", "averaging", (2, 2, 1),
          targets=[("generic", 2.0)]),
     Case("avg 2x2x1x1x1 u8 5D", "gray_5d", "averaging", (2, 2, 1, 1, 1),
