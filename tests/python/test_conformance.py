@@ -308,7 +308,8 @@ def test_avg_wide_integers_multimip(rng, dtype, factor):
     """Departure: for 32/64-bit integers tinybrain's multi-mip (and 2x2x2
     single-mip int32/int64) goes to its numpy fallback, which averages in
     float32 and casts out-of-range values to INT_MIN / 0 (reference 1.4, 5.7).
-    We accumulate exactly (u128/i128): full-range data and the extremes."""
+    We accumulate exactly (in i128, or in two 64-bit parts for int64/uint64 pyramids
+    of up to 2^31 voxels per block): full-range data and the extremes."""
     info = np.iinfo(dtype)
     shape = (13, 10, 6)
     for img in (
