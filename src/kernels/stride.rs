@@ -52,8 +52,8 @@ pub(crate) fn downsample<T: Element>(
                 origin[axis] = rest % sink.shape[axis];
                 rest /= sink.shape[axis];
             }
+            let mut offset = line_offset(&origin);
             for line in first..(first + LINES_PER_TASK).min(lines) {
-                let offset = line_offset(&origin);
                 let here = origin;
                 // Next line: the axis of smallest input stride across lines fastest.
                 for &axis in &across {
@@ -63,16 +63,19 @@ pub(crate) fn downsample<T: Element>(
                     }
                     origin[axis] = 0;
                 }
+                // Past the last line `origin` has wrapped to zeros: still a valid line.
+                let next_offset = line_offset(&origin);
                 if line + 1 < lines && src.stride(line_axis) == 1 {
                     // Lines of a stride of 2 or more lie apart: the hardware prefetcher
                     // starts afresh on each, so the next is asked for while this one
                     // is copied.
                     let span = (line_len - 1) * step[line_axis] + 1;
-                    prefetch(src.address_of(line_offset(&origin)), span);
+                    prefetch(src.address_of(next_offset), span);
                 }
                 sink.fill_line(&here, line_axis, line_len, scratch, |out| {
                     src.gather_every(offset, line_axis, step[line_axis], out)
                 });
+                offset = next_offset;
             }
         });
     }
