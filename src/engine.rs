@@ -2,6 +2,8 @@
 //! [`crate::cascade`]): for each output voxel, feed the voxels of its window (in scan
 //! order, axis 0 fastest) to a reducer. Kernels only say what a window is and how to
 //! reduce it.
+//! Reductions that need a whole window at once (the mode) get it, in place, from
+//! [`reduce_windows`].
 //!
 //! Work is split across rayon threads by whole output rows; each voxel is computed by one
 //! thread from the same inputs in the same order, so results never depend on the thread count.
@@ -11,6 +13,7 @@ use std::marker::PhantomData;
 use ndarray::{ArrayViewD, ArrayViewMutD, ShapeBuilder};
 use rayon::prelude::*;
 
+use crate::cascade::prefetch;
 use crate::shape::{pad_dims, Dims, MAX_NDIM};
 
 /// A read-only n-d array of any layout (negative and zero strides included), padded to
@@ -326,6 +329,204 @@ pub(crate) fn reduce_level_rendered<S, R, K, T>(
                 });
         }
     }
+}
+
+/// Computes one level like `reduce_level`, for reductions that need all the values of a
+/// window at once (the mode): each window, clipped at the edges, is handed to `reduce`
+/// as the pieces of the input rows it covers, with a buffer to gather them into if it
+/// must. An output row's windows are taken in order, so the input rows under it are
+/// read side by side, each in address order, and a reduction that decides from a first
+/// look (one label filling half the window) copies nothing.
+pub(crate) fn reduce_windows<S, T>(
+    src: Source<'_, S>,
+    window: &Window,
+    out: &mut [T],
+    reduce: impl Fn(&WindowRows<'_, S>, &mut Vec<S>) -> T + Sync,
+) where
+    S: Copy + Send + Sync,
+    T: Send,
+{
+    assert_eq!(window.edge, Edge::Clip, "gathered windows are clipped, never padded");
+    let out_shape = window.output_shape(&src.shape);
+    assert_eq!(out.len(), out_shape.iter().product::<usize>());
+    let row_len = out_shape[0];
+    let rows = out.len() / row_len;
+    let chunk_len = row_len * rows_per_task(rows, row_len);
+    out.par_chunks_mut(chunk_len)
+        .enumerate()
+        .for_each_init(WindowScratch::default, |scratch, (task, out)| {
+            #[cfg(target_arch = "x86_64")]
+            if std::arch::is_x86_feature_detected!("avx2") {
+                // SAFETY: the CPU supports AVX2 (checked just above).
+                return unsafe {
+                    gather_and_reduce_rows_avx2(&src, window, &out_shape, task * chunk_len, out, scratch, &reduce)
+                };
+            }
+            gather_and_reduce_rows(&src, window, &out_shape, task * chunk_len, out, scratch, &reduce)
+        });
+}
+
+/// Per-thread buffers of `reduce_windows`.
+struct WindowScratch<S> {
+    /// Offsets of the input rows under an output row, in scan order (axis 1 fastest).
+    row_offsets: Vec<isize>,
+    expanded: Vec<isize>,
+    axis_offsets: Vec<(isize, u32)>,
+    /// Copies of input rows whose axis 0 is not contiguous.
+    gathered_rows: Vec<Vec<S>>,
+    /// Where a window's values are gathered when the reduction asks for them.
+    window_values: Vec<S>,
+}
+
+impl<S> Default for WindowScratch<S> {
+    fn default() -> Self {
+        WindowScratch {
+            row_offsets: Vec::new(),
+            expanded: Vec::new(),
+            axis_offsets: Vec::new(),
+            gathered_rows: Vec::new(),
+            window_values: Vec::new(),
+        }
+    }
+}
+
+/// The output rows of one task of `reduce_windows` (`out` starts at output element `first`).
+#[inline(always)]
+fn gather_and_reduce_rows<S: Copy, T>(
+    src: &Source<'_, S>,
+    window: &Window,
+    out_shape: &Dims,
+    first: usize,
+    out: &mut [T],
+    scratch: &mut WindowScratch<S>,
+    reduce: &impl Fn(&WindowRows<'_, S>, &mut Vec<S>) -> T,
+) {
+    let row_len = out_shape[0];
+    let (step, extent, size) = (window.step[0], window.extent[0], src.shape[0]);
+    for (r, out_row) in out.chunks_mut(row_len).enumerate() {
+        let mut rest = first / row_len + r;
+        scratch.row_offsets.clear();
+        scratch.row_offsets.push(0);
+        for axis in 1..MAX_NDIM {
+            let coordinate = rest % out_shape[axis];
+            rest /= out_shape[axis];
+            axis_window_offsets(src, window, axis, coordinate, &mut scratch.axis_offsets);
+            // Every offset so far, once per coordinate on this (slower) axis.
+            scratch.expanded.clear();
+            for &(offset, _) in &scratch.axis_offsets {
+                scratch.expanded.extend(scratch.row_offsets.iter().map(|&o| o + offset));
+            }
+            std::mem::swap(&mut scratch.row_offsets, &mut scratch.expanded);
+        }
+        let row_count = scratch.row_offsets.len();
+        if scratch.gathered_rows.len() < row_count {
+            scratch.gathered_rows.resize_with(row_count, Vec::new);
+        }
+        let rows: Vec<&[S]> = scratch
+            .row_offsets
+            .iter()
+            .zip(scratch.gathered_rows.iter_mut())
+            .map(|(&offset, gathered)| src.line(offset, 0, size, gathered))
+            .collect();
+        for (x, result) in out_row.iter_mut().enumerate() {
+            let start = x * step;
+            // The rows are read side by side, which no hardware prefetcher follows into
+            // L1: ask for each row's line a little ahead.
+            for row in &rows {
+                prefetch(
+                    row.as_ptr()
+                        .wrapping_add(start + WINDOW_PREFETCH_BYTES / size_of::<S>().max(1)),
+                    1,
+                );
+            }
+            let window = WindowRows {
+                rows: &rows,
+                start,
+                width: extent.min(size - start),
+            };
+            *result = reduce(&window, &mut scratch.window_values);
+        }
+    }
+}
+
+/// How far ahead of a window its rows are read into cache.
+const WINDOW_PREFETCH_BYTES: usize = 1024;
+
+/// One window of `reduce_windows`: values `start .. start + width` of each row, the
+/// rows in scan order.
+pub(crate) struct WindowRows<'r, S> {
+    rows: &'r [&'r [S]],
+    start: usize,
+    width: usize,
+}
+
+impl<S: Copy> WindowRows<'_, S> {
+    pub fn len(&self) -> usize {
+        self.rows.len() * self.width
+    }
+
+    pub fn first(&self) -> S {
+        self.rows[0][self.start]
+    }
+
+    /// How many values satisfy `matches`.
+    #[inline(always)]
+    pub fn count(&self, matches: impl Fn(S) -> bool) -> usize {
+        // Fixed widths for the usual factors, so each piece is a few compares.
+        match self.width {
+            2 => self.count_pieces::<2>(matches),
+            3 => self.count_pieces::<3>(matches),
+            4 => self.count_pieces::<4>(matches),
+            width => self
+                .rows
+                .iter()
+                .map(|row| {
+                    row[self.start..self.start + width]
+                        .iter()
+                        .filter(|&&v| matches(v))
+                        .count()
+                })
+                .sum(),
+        }
+    }
+
+    /// Counted per position across the rows, which vectorises across positions.
+    #[inline(always)]
+    fn count_pieces<const WIDTH: usize>(&self, matches: impl Fn(S) -> bool) -> usize {
+        let mut counts = [0usize; WIDTH];
+        for row in self.rows {
+            let piece: &[S; WIDTH] = row[self.start..self.start + WIDTH].try_into().expect("WIDTH values");
+            for (count, &v) in counts.iter_mut().zip(piece) {
+                *count += usize::from(matches(v));
+            }
+        }
+        counts.iter().sum()
+    }
+
+    /// The values in scan order, copied into `buffer`.
+    pub fn gather<'b>(&self, buffer: &'b mut Vec<S>) -> &'b [S] {
+        buffer.clear();
+        for row in self.rows {
+            buffer.extend_from_slice(&row[self.start..self.start + self.width]);
+        }
+        buffer
+    }
+}
+
+/// `gather_and_reduce_rows` compiled for AVX2, so the reduction's counting loops
+/// vectorise; the same operations in the same order, so identical results.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn gather_and_reduce_rows_avx2<S: Copy, T>(
+    src: &Source<'_, S>,
+    window: &Window,
+    out_shape: &Dims,
+    first: usize,
+    out: &mut [T],
+    scratch: &mut WindowScratch<S>,
+    reduce: &impl Fn(&WindowRows<'_, S>, &mut Vec<S>) -> T,
+) {
+    gather_and_reduce_rows(src, window, out_shape, first, out, scratch, reduce)
 }
 
 /// What every output row of one level needs, bundled for the row loop.

@@ -1603,19 +1603,24 @@ fn mode_other_factors_exact_mode_over_clipped_window() {
 
 #[test]
 fn mode_matches_the_model() {
+    /// The C-order volume and its Fortran-order copy (where axis 0, the row axis of
+    /// the general engine, is contiguous) against the model.
     fn check<T: Element + Bits>(img: &ArrayD<T>, f: &[usize], n: usize) {
+        let fortran = ArrayD::from_shape_fn(img.raw_dim().f(), |i| img[i]);
         for sparse in [false, true] {
-            let lib = downsample_segmentation(img.view(), f, n, sparse).unwrap();
             let model = model_mode(&bits_of(img), f, n, sparse);
-            for k in 0..n {
-                assert_eq!(
-                    bits_of(&lib[k]),
-                    model[k],
-                    "{:?} {:?} {f:?} sparse={sparse} mip {}",
-                    T::DTYPE,
-                    img.shape(),
-                    k + 1
-                );
+            for (layout, input) in [("C", img), ("F", &fortran)] {
+                let lib = downsample_segmentation(input.view(), f, n, sparse).unwrap();
+                for k in 0..n {
+                    assert_eq!(
+                        bits_of(&lib[k]),
+                        model[k],
+                        "{:?} {:?} {layout} {f:?} sparse={sparse} mip {}",
+                        T::DTYPE,
+                        img.shape(),
+                        k + 1
+                    );
+                }
             }
         }
     }
@@ -1629,6 +1634,8 @@ fn mode_matches_the_model() {
         &[2, 1, 1],
         &[4, 4, 4],
         &[2, 3],
+        &[3, 3, 3],
+        &[5, 5, 3],
     ]
     .into_iter()
     .enumerate()
@@ -1643,6 +1650,14 @@ fn mode_matches_the_model() {
             2,
         );
         check(&random(&[10, 11, 4], s + 4, |r| (r % 5) as i16 * 1000), f, 2);
+        // Many labels, so windows hold from one to dozens of them.
+        check(&random(&[21, 19, 9], s + 5, |r| r % 40 + 7), f, 2);
+        // Mostly one label with a few others: the first-label early-out, taken or not.
+        check(
+            &random(&[21, 19, 9], s + 6, |r| [5u32, 5, 5, 0, 9][(r % 5) as usize]),
+            f,
+            2,
+        );
     }
 }
 

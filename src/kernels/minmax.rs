@@ -5,7 +5,7 @@ use ndarray::{ArrayViewD, ArrayViewMutD};
 
 use crate::cascade::{self, BlockReducer};
 use crate::dtype::Element;
-use crate::engine::{Edge, Reducer, Window};
+use crate::engine::{reduce_level, Edge, Reducer, Window};
 use crate::kernels::same_type_levels;
 use crate::shape::{family, pad_dims, Family};
 
@@ -110,8 +110,12 @@ pub(crate) fn downsample<T: Element>(
         (_, which) => {
             let window = Window::pooling(&pad_dims(factor), Edge::Clip);
             match which {
-                Extremum::Max => super::pyramid_from_previous_mip(input, outputs, |_| window, Pick::<true>),
-                Extremum::Min => super::pyramid_from_previous_mip(input, outputs, |_| window, Pick::<false>),
+                Extremum::Max => super::pyramid_from_previous_mip(input, outputs, |src, out| {
+                    reduce_level(src, &window, Pick::<true>, out)
+                }),
+                Extremum::Min => super::pyramid_from_previous_mip(input, outputs, |src, out| {
+                    reduce_level(src, &window, Pick::<false>, out)
+                }),
             }
         }
     }

@@ -11,29 +11,23 @@ use ndarray::{ArrayViewD, ArrayViewMutD};
 
 use crate::cascade::{prefetch_ahead, BlockReducer, Levels, LINE_CHUNK};
 use crate::dtype::Element;
-use crate::engine::{fill_output, reduce_level, Reducer, Source, Window};
-use crate::shape::Dims;
+use crate::engine::{fill_output, Reducer, Source};
 
 /// Builds the pyramid of methods whose mip k+1 is a function of mip k alone
-/// (mode, min, max, striding): each mip is read back from the previous output.
-pub(crate) fn pyramid_from_previous_mip<T, R>(
+/// (mode, min, max): `level` computes each mip from the previous output (the input for
+/// mip 1) into a Fortran-ordered buffer.
+pub(crate) fn pyramid_from_previous_mip<T: Element>(
     input: &ArrayViewD<'_, T>,
     outputs: &mut [ArrayViewMutD<'_, T>],
-    window_for: impl Fn(&Dims) -> Window,
-    reducer: R,
-) where
-    T: Element,
-    R: Reducer<T, Output = T>,
-{
+    level: impl Fn(Source<'_, T>, &mut [T]),
+) {
     for mip in 0..outputs.len() {
         let (done, rest) = outputs.split_at_mut(mip);
         let previous = match done.last() {
             Some(view) => view.view(),
             None => input.view(),
         };
-        let src = Source::from_view(&previous);
-        let window = window_for(&src.shape);
-        fill_output(&mut rest[0], |out| reduce_level(src, &window, reducer.clone(), out));
+        fill_output(&mut rest[0], |out| level(Source::from_view(&previous), out));
     }
 }
 
