@@ -352,18 +352,30 @@ pub(crate) fn reduce_windows<S, T>(
     let row_len = out_shape[0];
     let rows = out.len() / row_len;
     let chunk_len = row_len * rows_per_task(rows, row_len);
+    let job = WindowJob {
+        src: &src,
+        window,
+        out_shape: &out_shape,
+        reduce: &reduce,
+    };
     out.par_chunks_mut(chunk_len)
         .enumerate()
         .for_each_init(WindowScratch::default, |scratch, (task, out)| {
             #[cfg(target_arch = "x86_64")]
             if std::arch::is_x86_feature_detected!("avx2") {
                 // SAFETY: the CPU supports AVX2 (checked just above).
-                return unsafe {
-                    gather_and_reduce_rows_avx2(&src, window, &out_shape, task * chunk_len, out, scratch, &reduce)
-                };
+                return unsafe { gather_and_reduce_rows_avx2(&job, task * chunk_len, out, scratch) };
             }
-            gather_and_reduce_rows(&src, window, &out_shape, task * chunk_len, out, scratch, &reduce)
+            gather_and_reduce_rows(&job, task * chunk_len, out, scratch)
         });
+}
+
+/// What every output row of one level of `reduce_windows` needs.
+struct WindowJob<'j, 'a, S, Reduce> {
+    src: &'j Source<'a, S>,
+    window: &'j Window,
+    out_shape: &'j Dims,
+    reduce: &'j Reduce,
 }
 
 /// Per-thread buffers of `reduce_windows`.
@@ -393,14 +405,17 @@ impl<S> Default for WindowScratch<S> {
 /// The output rows of one task of `reduce_windows` (`out` starts at output element `first`).
 #[inline(always)]
 fn gather_and_reduce_rows<S: Copy, T>(
-    src: &Source<'_, S>,
-    window: &Window,
-    out_shape: &Dims,
+    job: &WindowJob<'_, '_, S, impl Fn(&WindowRows<'_, S>, &mut Vec<S>) -> T>,
     first: usize,
     out: &mut [T],
     scratch: &mut WindowScratch<S>,
-    reduce: &impl Fn(&WindowRows<'_, S>, &mut Vec<S>) -> T,
 ) {
+    let WindowJob {
+        src,
+        window,
+        out_shape,
+        reduce,
+    } = *job;
     let row_len = out_shape[0];
     let (step, extent, size) = (window.step[0], window.extent[0], src.shape[0]);
     for (r, out_row) in out.chunks_mut(row_len).enumerate() {
@@ -518,15 +533,12 @@ impl<S: Copy> WindowRows<'_, S> {
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
 unsafe fn gather_and_reduce_rows_avx2<S: Copy, T>(
-    src: &Source<'_, S>,
-    window: &Window,
-    out_shape: &Dims,
+    job: &WindowJob<'_, '_, S, impl Fn(&WindowRows<'_, S>, &mut Vec<S>) -> T>,
     first: usize,
     out: &mut [T],
     scratch: &mut WindowScratch<S>,
-    reduce: &impl Fn(&WindowRows<'_, S>, &mut Vec<S>) -> T,
 ) {
-    gather_and_reduce_rows(src, window, out_shape, first, out, scratch, reduce)
+    gather_and_reduce_rows(job, first, out, scratch)
 }
 
 /// What every output row of one level needs, bundled for the row loop.
