@@ -287,10 +287,7 @@ pub(crate) fn reduce_level_rendered<S, R, K, T>(
     T: Send,
 {
     let out_shape = window.output_shape(&src.shape);
-    assert_eq!(rendered.len(), out_shape.iter().product::<usize>());
-    let row_len = out_shape[0];
-    let rows = rendered.len() / row_len;
-    let chunk_len = row_len * rows_per_task(rows, row_len);
+    let chunk_len = elements_per_task(&out_shape, rendered.len());
 
     let rows = RowJob {
         src: &src,
@@ -348,10 +345,7 @@ pub(crate) fn reduce_windows<S, T>(
 {
     assert_eq!(window.edge, Edge::Clip, "gathered windows are clipped, never padded");
     let out_shape = window.output_shape(&src.shape);
-    assert_eq!(out.len(), out_shape.iter().product::<usize>());
-    let row_len = out_shape[0];
-    let rows = out.len() / row_len;
-    let chunk_len = row_len * rows_per_task(rows, row_len);
+    let chunk_len = elements_per_task(&out_shape, out.len());
     let job = WindowJob {
         src: &src,
         window,
@@ -610,11 +604,17 @@ unsafe fn process_rows_avx2<S, R, K, T, KeepFn, RenderFn>(
     process_rows(job, scratch, first, out, kept)
 }
 
-fn rows_per_task(rows: usize, row_len: usize) -> usize {
+/// Output elements per parallel task of a level whose `out_len` outputs have shape
+/// `out_shape`: whole rows (axis 0), at least `MIN_ELEMENTS_PER_TASK`, and few enough
+/// that every thread gets several tasks.
+fn elements_per_task(out_shape: &Dims, out_len: usize) -> usize {
+    assert_eq!(out_len, out_shape.iter().product::<usize>());
+    let row_len = out_shape[0];
+    let rows = out_len / row_len;
     let threads = rayon::current_num_threads().max(1);
     let by_size = MIN_ELEMENTS_PER_TASK.div_ceil(row_len);
     let by_balance = rows.div_ceil(threads * 8);
-    by_size.max(by_balance).clamp(1, rows.max(1))
+    row_len * by_size.max(by_balance).clamp(1, rows.max(1))
 }
 
 /// Per-thread buffers: one lane and one result per output voxel of a row, and per-axis
