@@ -359,6 +359,16 @@ impl<T> Sink<T> {
         crate::shape::fastest_axis(&self.shape, &self.strides)
     }
 
+    pub fn stride(&self, axis: usize) -> isize {
+        self.strides[axis]
+    }
+
+    /// The address of the element at `origin`, for prefetching: never written through.
+    pub fn address_of(&self, origin: &Dims) -> *const T {
+        let offset: isize = (0..MAX_NDIM).map(|a| origin[a] as isize * self.strides[a]).sum();
+        self.ptr.cast_const().wrapping_offset(offset)
+    }
+
     /// Writes the region `origin .. origin + shape` from `values`, which holds it with
     /// `first_axis` fastest, then the other axes ascending; the writes go in the order
     /// of this view's strides, so that each of its cache lines is written whole.
@@ -381,7 +391,9 @@ impl<T> Sink<T> {
         }
         let mut order: [usize; MAX_NDIM] = std::array::from_fn(|a| a);
         order.sort_by_key(|&a| (shape[a] == 1, self.strides[a].unsigned_abs()));
-        let (inner, outer) = (order[0], &order[1..]);
+        // Axes of extent 1 add nothing to any position: the runs count over the others.
+        let counted = shape.iter().filter(|&&extent| extent > 1).count().max(1);
+        let (inner, outer) = (order[0], &order[1..counted]);
         let (len, stride, value_stride) = (shape[inner], self.strides[inner], value_strides[inner]);
         let mut coords = [0usize; MAX_NDIM];
         loop {
@@ -391,10 +403,16 @@ impl<T> Sink<T> {
                 at += coords[a] as isize * self.strides[a];
                 from += coords[a] * value_strides[a];
             }
-            for i in 0..len {
-                // SAFETY: the region lies inside the view (asserted above) and every
-                // coordinate stays below its extent; exclusive as for `write_line`.
-                unsafe { *self.ptr.offset(at + i as isize * stride) = values[from + i * value_stride] };
+            if stride == 1 && value_stride == 1 {
+                // SAFETY: as below, for the `len` consecutive elements of this run.
+                let run = unsafe { std::slice::from_raw_parts_mut(self.ptr.offset(at), len) };
+                run.copy_from_slice(&values[from..from + len]);
+            } else {
+                for i in 0..len {
+                    // SAFETY: the region lies inside the view (asserted above) and every
+                    // coordinate stays below its extent; exclusive as for `write_line`.
+                    unsafe { *self.ptr.offset(at + i as isize * stride) = values[from + i * value_stride] };
+                }
             }
             // The next run: the outer axes count like an odometer, fastest first.
             let mut wrapped = true;

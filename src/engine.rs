@@ -118,21 +118,22 @@ impl<'a, T: Copy> Source<'a, T> {
         gathered
     }
 
-    /// Every `step`-th of the elements along `axis` from `offset` (as for `line`), as many
-    /// as `out` holds, copied into `out`: from one contiguous slice when the axis has
-    /// stride 1, so the copy vectorises.
-    pub fn gather_every(&self, offset: isize, axis: usize, step: usize, out: &mut [T]) {
+    /// Every `step`-th of the elements along `axis` from coordinate `first` of the line at
+    /// `offset` (as for `line`), as many as `out` holds, copied into `out`: from one
+    /// contiguous slice when the axis has stride 1, so the copy vectorises.
+    pub fn gather_every(&self, offset: isize, axis: usize, first: usize, step: usize, out: &mut [T]) {
         let len = out.len();
         if len == 0 {
             return;
         }
-        assert!(step >= 1 && (len - 1) * step < self.shape[axis]);
+        assert!(step >= 1 && first + (len - 1) * step < self.shape[axis]);
         let stride = self.strides[axis];
+        let offset = offset + self.offset_of(axis, first);
         if stride == 1 {
             let span_len = (len - 1) * step + 1;
             // SAFETY: elements offset + 0..span_len along a stride-1 axis are in bounds:
-            // the offset names an in-bounds element whose coordinate on `axis` is 0 and
-            // span_len <= shape[axis] (asserted above).
+            // the line's offset names an in-bounds element whose coordinate on `axis` is
+            // 0, and first + span_len <= shape[axis] (asserted above).
             let span = unsafe { std::slice::from_raw_parts(self.ptr.offset(offset), span_len) };
             match step {
                 1 => out.copy_from_slice(span),

@@ -1762,6 +1762,54 @@ fn striding_takes_the_first_voxel_of_each_window() {
     }
 }
 
+/// Striding between layouts runs through tiles transposed in registers (a C-order
+/// input into Fortran-order outputs, and the reverse): volumes wider than a tile on
+/// both axes, with ragged edges, for each element size, against the definition
+/// out_k[i] = in[i * f^k].
+#[test]
+fn striding_between_layouts_matches_the_definition() {
+    fn run<T: Element + Bits + Default>(make: impl Fn(u64) -> T + Copy) {
+        let factors: [&[usize]; 4] = [&[2, 2, 1], &[1, 1, 2], &[3, 1, 1], &[2, 1, 3]];
+        for shape in [[133usize, 5, 150], [70, 131, 2], [17, 3, 33]] {
+            let c_order = random(&shape, 7, make);
+            let mut f_order = ArrayD::from_elem(IxDyn(&shape).f(), T::default());
+            f_order.assign(&c_order);
+            for f in factors {
+                let what = format!("{:?} {shape:?} factor {f:?}", T::DTYPE);
+                let want: Vec<ArrayD<T>> = (1..=2u32)
+                    .map(|k| {
+                        from_fn(&mip_shape(&shape, f, k as usize), |o| {
+                            let index: Vec<usize> = o.iter().zip(f).map(|(&i, &fa)| i * fa.pow(k)).collect();
+                            c_order[index.as_slice()]
+                        })
+                    })
+                    .collect();
+                let got = stride(&c_order, f, 2);
+                assert!(
+                    got.iter().all(|g| g.t().is_standard_layout()),
+                    "{what}: outputs in Fortran order"
+                );
+                assert_same(&got, &want, &format!("{what}: C-order input"));
+                let mut c_outputs: Vec<ArrayD<T>> = want
+                    .iter()
+                    .map(|w| ArrayD::from_elem(w.raw_dim(), T::default()))
+                    .collect();
+                let mut views: Vec<ArrayViewMutD<'_, T>> = c_outputs.iter_mut().map(|o| o.view_mut()).collect();
+                downsample_into(Method::Stride, f_order.view(), f, false, &mut views).unwrap();
+                assert_same(
+                    &c_outputs,
+                    &want,
+                    &format!("{what}: Fortran-order input, C-order outputs"),
+                );
+            }
+        }
+    }
+    run(|r| r as u8);
+    run(|r| r as i16);
+    run(|r| (r >> 40) as f32 - 1e6);
+    run(|r| r);
+}
+
 // ═════════════════════════════ Layout independence ═════════════════════════════
 
 /// Calls `check` with the same 3D data as: C order, F order, reversed axes 0 and 1

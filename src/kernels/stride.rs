@@ -7,10 +7,15 @@ use rayon::prelude::*;
 use crate::cascade::{prefetch, Sink};
 use crate::dtype::Element;
 use crate::engine::Source;
-use crate::shape::{pad_dims, MAX_NDIM};
+use crate::shape::{pad_dims, Dims, MAX_NDIM};
+
+mod transpose;
 
 /// Output lines per parallel task.
 const LINES_PER_TASK: usize = 64;
+
+/// Output elements per parallel task of a transposing copy.
+const ELEMENTS_PER_TRANSPOSING_TASK: usize = 1 << 16;
 
 pub(crate) fn downsample<T: Element>(
     input: &ArrayViewD<'_, T>,
@@ -26,57 +31,165 @@ pub(crate) fn downsample<T: Element>(
             step[axis] = step[axis].saturating_mul(factor[axis]).min(src.shape[axis]);
         }
         let sink = Sink::new(out);
-        // Lines run along the output's smallest stride, so each is written whole, and
-        // follow each other along the input's smallest strides. When both layouts
-        // agree, every line is also read in address order; when they do not (a C-order
-        // input into Fortran-order outputs), consecutive lines read the next elements
-        // of the same cache lines, which are still in cache.
-        let line_axis = sink.fastest_axis();
-        let mut across: Vec<usize> = (0..MAX_NDIM).filter(|&a| a != line_axis).collect();
-        across.sort_by_key(|&a| src.stride(a).unsigned_abs());
-        let line_len = sink.shape[line_axis];
-        let lines: usize = across.iter().map(|&a| sink.shape[a]).product();
-        let tasks = lines.div_ceil(LINES_PER_TASK);
-        // The input line of the output line at `origin`.
-        let line_offset = |origin: &[usize; MAX_NDIM]| -> isize {
-            across
-                .iter()
-                .map(|&axis| src.offset_of(axis, origin[axis] * step[axis]))
-                .sum()
-        };
-        (0..tasks).into_par_iter().for_each_init(Vec::new, |scratch, task| {
-            let first = task * LINES_PER_TASK;
-            let mut origin = [0usize; MAX_NDIM];
-            let mut rest = first;
-            for &axis in &across {
-                origin[axis] = rest % sink.shape[axis];
-                rest /= sink.shape[axis];
-            }
-            let mut offset = line_offset(&origin);
-            for line in first..(first + LINES_PER_TASK).min(lines) {
-                let here = origin;
-                // Next line: the axis of smallest input stride across lines fastest.
-                for &axis in &across {
-                    origin[axis] += 1;
-                    if origin[axis] < sink.shape[axis] {
-                        break;
-                    }
-                    origin[axis] = 0;
-                }
-                // Past the last line `origin` has wrapped to zeros: still a valid line.
-                let next_offset = line_offset(&origin);
-                if line + 1 < lines && src.stride(line_axis) == 1 {
-                    // Lines of a stride of 2 or more lie apart: the hardware prefetcher
-                    // starts afresh on each, so the next is asked for while this one
-                    // is copied.
-                    let span = (line_len - 1) * step[line_axis] + 1;
-                    prefetch(src.address_of(next_offset), span);
-                }
-                sink.fill_line(&here, line_axis, line_len, scratch, |out| {
-                    src.gather_every(offset, line_axis, step[line_axis], out)
-                });
-                offset = next_offset;
-            }
-        });
+        match transposing_axes(&src, &sink, &step) {
+            Some(axes) => copy_transposed(&src, &sink, &step, axes),
+            None => copy_lines(&src, &sink, &step),
+        }
     }
+}
+
+/// The output's line axis and the input's, when they differ: the input is then read
+/// densest along `in_axis`, but the output must be written along `out_axis`.
+#[derive(Clone, Copy)]
+struct TransposingAxes {
+    out_axis: usize,
+    in_axis: usize,
+}
+
+/// Whether the input is read more densely along another axis than the output's lines.
+fn transposing_axes<T: Copy>(src: &Source<'_, T>, sink: &Sink<T>, step: &Dims) -> Option<TransposingAxes> {
+    let out_axis = sink.fastest_axis();
+    let read_stride = |axis: usize| src.stride(axis).unsigned_abs().saturating_mul(step[axis]);
+    let in_axis = (0..MAX_NDIM)
+        .filter(|&a| a != out_axis && sink.shape[a] > 1)
+        .min_by_key(|&a| read_stride(a))?;
+    (sink.shape[out_axis] > 1 && read_stride(in_axis) < read_stride(out_axis))
+        .then_some(TransposingAxes { out_axis, in_axis })
+}
+
+/// Copies the samples a line along the output's fastest axis at a time. Fast when the
+/// input is read densest along that axis too.
+fn copy_lines<T: Element>(src: &Source<'_, T>, sink: &Sink<T>, step: &Dims) {
+    // Lines run along the output's smallest stride, so each is written whole, and
+    // follow each other along the input's smallest strides.
+    let line_axis = sink.fastest_axis();
+    let mut across: Vec<usize> = (0..MAX_NDIM).filter(|&a| a != line_axis).collect();
+    across.sort_by_key(|&a| src.stride(a).unsigned_abs());
+    let line_len = sink.shape[line_axis];
+    let lines: usize = across.iter().map(|&a| sink.shape[a]).product();
+    let tasks = lines.div_ceil(LINES_PER_TASK);
+    // The input line of the output line at `origin`.
+    let line_offset = |origin: &[usize; MAX_NDIM]| -> isize {
+        across
+            .iter()
+            .map(|&axis| src.offset_of(axis, origin[axis] * step[axis]))
+            .sum()
+    };
+    (0..tasks).into_par_iter().for_each_init(Vec::new, |scratch, task| {
+        let first = task * LINES_PER_TASK;
+        let mut origin = [0usize; MAX_NDIM];
+        let mut rest = first;
+        for &axis in &across {
+            origin[axis] = rest % sink.shape[axis];
+            rest /= sink.shape[axis];
+        }
+        let mut offset = line_offset(&origin);
+        for line in first..(first + LINES_PER_TASK).min(lines) {
+            let here = origin;
+            // Next line: the axis of smallest input stride across lines fastest.
+            for &axis in &across {
+                origin[axis] += 1;
+                if origin[axis] < sink.shape[axis] {
+                    break;
+                }
+                origin[axis] = 0;
+            }
+            // Past the last line `origin` has wrapped to zeros: still a valid line.
+            let next_offset = line_offset(&origin);
+            if line + 1 < lines && src.stride(line_axis) == 1 {
+                // Lines of a stride of 2 or more lie apart: the hardware prefetcher
+                // starts afresh on each, so the next is asked for while this one
+                // is copied.
+                let span = (line_len - 1) * step[line_axis] + 1;
+                prefetch(src.address_of(next_offset), span);
+            }
+            sink.fill_line(&here, line_axis, line_len, scratch, |out| {
+                src.gather_every(offset, line_axis, 0, step[line_axis], out)
+            });
+            offset = next_offset;
+        }
+    });
+}
+
+/// Copies the samples a tile at a time when the input's dense axis is not the output's
+/// (a C-order input into Fortran-order outputs). A line-by-line copy would read one
+/// element per cache line and per page; a tile reads `TILE` elements of each of
+/// `TILE` input lines, in address order, and writes them out as `TILE` output lines
+/// from cache.
+fn copy_transposed<T: Element>(src: &Source<'_, T>, sink: &Sink<T>, step: &Dims, axes: TransposingAxes) {
+    let TransposingAxes { out_axis, in_axis } = axes;
+    // A tile spans at least one cache line on both sides and stays a few KiB.
+    let tile = (256 / std::mem::size_of::<T>()).clamp(32, 64);
+    let (out_len, in_len) = (sink.shape[out_axis], sink.shape[in_axis]);
+    // Planes (one per point of the other axes) follow each other along the input's
+    // smallest strides; a strip is `tile` lines of a plane along the input's axis, cut
+    // into tiles of `tile` elements of each line.
+    let mut across: Vec<usize> = (0..MAX_NDIM).filter(|&a| a != out_axis && a != in_axis).collect();
+    across.sort_by_key(|&a| src.stride(a).unsigned_abs());
+    let strips_per_plane = out_len.div_ceil(tile);
+    let tiles_per_strip = in_len.div_ceil(tile);
+    let planes: usize = across.iter().map(|&a| sink.shape[a]).product();
+    let tiles = planes * strips_per_plane * tiles_per_strip;
+    let tiles_per_task = ELEMENTS_PER_TRANSPOSING_TASK.div_ceil(tile * tile);
+    // Tile `index`: its first output element, its extents along the two axes, and the
+    // input offset of its first line (coordinate 0 on `in_axis`).
+    let tile_at = |index: usize| {
+        let mut origin = [0usize; MAX_NDIM];
+        origin[in_axis] = index % tiles_per_strip * tile;
+        let strip = index / tiles_per_strip;
+        origin[out_axis] = strip % strips_per_plane * tile;
+        let mut plane = strip / strips_per_plane;
+        for &axis in &across {
+            origin[axis] = plane % sink.shape[axis];
+            plane /= sink.shape[axis];
+        }
+        let first_line: isize = (0..MAX_NDIM)
+            .filter(|&axis| axis != in_axis)
+            .map(|axis| src.offset_of(axis, origin[axis] * step[axis]))
+            .sum();
+        let mut extent = [1usize; MAX_NDIM];
+        extent[out_axis] = tile.min(out_len - origin[out_axis]);
+        extent[in_axis] = tile.min(in_len - origin[in_axis]);
+        (origin, extent, first_line)
+    };
+    let line_step = src.offset_of(out_axis, step[out_axis]);
+    (0..tiles.div_ceil(tiles_per_task)).into_par_iter().for_each_init(
+        || (vec![T::default(); tile * tile], vec![T::default(); tile * tile]),
+        |(gathered, transposed), task| {
+            let (first, end) = (task * tiles_per_task, ((task + 1) * tiles_per_task).min(tiles));
+            let mut next = tile_at(first);
+            for index in first..end {
+                let (origin, extent, first_line) = next;
+                let (lines, len) = (extent[out_axis], extent[in_axis]);
+                if index + 1 < tiles {
+                    next = tile_at(index + 1);
+                }
+                if index + 1 < tiles && sink.stride(out_axis) == 1 {
+                    // The next tile's output lines lie apart (a plane apart in a
+                    // Fortran-order mip), each written in a piece of a cache line or
+                    // two: too many streams for the hardware prefetcher. Asked for now,
+                    // they are in cache when that tile is written. Measured: the
+                    // writes of a C-order u8 volume's striding take a quarter less
+                    // time; asking for the next tile's input lines did not help.
+                    let (next_origin, next_extent, _) = next;
+                    let start = sink.address_of(&next_origin);
+                    for line in 0..next_extent[in_axis] {
+                        let address = start.wrapping_offset(line as isize * sink.stride(in_axis));
+                        prefetch(address, next_extent[out_axis]);
+                    }
+                }
+                // Gathered first, even where the input lines are contiguous: one copy
+                // of each piece keeps more of its cache misses in flight than the
+                // transpose's loads do (measured: transposing straight from the input
+                // took 1.1x as long for u8, 1.25x for u64).
+                let first = origin[in_axis] * step[in_axis];
+                for (line, piece) in gathered[..lines * len].chunks_exact_mut(len).enumerate() {
+                    let offset = first_line + line as isize * line_step;
+                    src.gather_every(offset, in_axis, first, step[in_axis], piece);
+                }
+                transpose::transpose(lines, len, |line| &gathered[line * len..], transposed);
+                sink.write_region(&origin, &extent, out_axis, &transposed[..lines * len]);
+            }
+        },
+    );
 }
