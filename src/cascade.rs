@@ -153,7 +153,43 @@ fn run_tiles<T, K, A, First, Next, Keep, Render, KeepAt, RenderAt, const N: usiz
     RenderAt: Fn(&A) -> T,
 {
     for tile in tiles {
+        if plan.prefetch_tiles && tile + 1 < plan.tile_count() {
+            prefetch_tile(plan, input, tile + 1);
+        }
         run_tile(plan, input, tile, sinks, levels, scratch);
+    }
+}
+
+/// Asks for every input line of level 0 of `tile`.
+fn prefetch_tile<T: Copy>(plan: &Plan, input: &Source<'_, T>, tile: usize) {
+    let (origin, shape) = plan.tile_at_level(&plan.tile_coords(tile), 0);
+    let region = input.region(&origin, &shape);
+    let line_axis = plan.line_axis;
+    let mut across = [0usize; MAX_NDIM];
+    let mut count = 0;
+    for axis in (0..MAX_NDIM).filter(|&a| a != line_axis && shape[a] > 1) {
+        across[count] = axis;
+        count += 1;
+    }
+    let mut coords = [0usize; MAX_NDIM];
+    let mut offset = 0isize;
+    loop {
+        prefetch(region.address_of(offset), shape[line_axis]);
+        // The next line: an odometer over the other axes, keeping the offset in step.
+        let mut wrapped = true;
+        for &axis in &across[..count] {
+            coords[axis] += 1;
+            offset += region.stride(axis);
+            if coords[axis] < shape[axis] {
+                wrapped = false;
+                break;
+            }
+            offset -= region.stride(axis) * shape[axis] as isize;
+            coords[axis] = 0;
+        }
+        if wrapped {
+            return;
+        }
     }
 }
 
@@ -191,6 +227,12 @@ const OUTPUT_RUN_BYTES: usize = CACHE_LINE_BYTES;
 
 const CACHE_LINE_BYTES: usize = 64;
 
+/// Input lines up to this long are too short for the hardware prefetcher to follow:
+/// each tile asks for the next one's lines (measured on a C-order u8 volume, 64-byte
+/// lines: 1.05-1.15x faster; on a Fortran-order one, 1024-byte lines: up to 1.1x
+/// slower).
+const SHORT_LINE_BYTES: usize = 512;
+
 /// The shape of the work: levels, tiles and the line axis.
 struct Plan {
     /// The factor axes, ascending.
@@ -206,6 +248,10 @@ struct Plan {
     /// Tile extent at level 0 on each axis, and the number of tiles along it.
     tile_extent: Dims,
     tile_counts: Dims,
+    /// Whether each tile asks for the next one's input first: when input lines are short
+    /// (a C-order volume), a tile's lines lie far apart, and no hardware prefetcher
+    /// follows them.
+    prefetch_tiles: bool,
     /// Per mip: laid out along another axis than the lines, so each tile's level is
     /// rendered into a copy and written out in the mip's own order.
     staged: Vec<bool>,
@@ -277,6 +323,8 @@ impl Plan {
             shapes,
             tile_extent,
             tile_counts,
+            prefetch_tiles: src.stride(line_axis) == 1
+                && shape[line_axis] * std::mem::size_of::<T>() <= SHORT_LINE_BYTES,
         }
     }
 
