@@ -15,7 +15,8 @@ use ndarray::{ArrayViewD, ArrayViewMutD};
 use rayon::prelude::*;
 
 use crate::engine::Source;
-use crate::shape::{pad_dims, Dims, Family, MAX_NDIM};
+use crate::shape::{for_each_point, Dims, Family, MAX_NDIM};
+use crate::sink::Sink;
 
 /// Reduces one block of `N` values (N = 4 for 2x2, 8 for 2x2x2) given in scan order,
 /// axis 0 fastest. Blocks that run past the end of an axis are padded by repeating its
@@ -164,33 +165,20 @@ fn run_tiles<T, K, A, First, Next, Keep, Render, KeepAt, RenderAt, const N: usiz
 fn prefetch_tile<T: Copy>(plan: &Plan, input: &Source<'_, T>, tile: usize) {
     let (origin, shape) = plan.tile_at_level(&plan.tile_coords(tile), 0);
     let region = input.region(&origin, &shape);
-    let line_axis = plan.line_axis;
     let mut across = [0usize; MAX_NDIM];
     let mut count = 0;
-    for axis in (0..MAX_NDIM).filter(|&a| a != line_axis && shape[a] > 1) {
+    for axis in (0..MAX_NDIM).filter(|&a| a != plan.line_axis && shape[a] > 1) {
         across[count] = axis;
         count += 1;
     }
-    let mut coords = [0usize; MAX_NDIM];
-    let mut offset = 0isize;
-    loop {
-        prefetch(region.address_of(offset), shape[line_axis]);
-        // The next line: an odometer over the other axes, keeping the offset in step.
-        let mut wrapped = true;
-        for &axis in &across[..count] {
-            coords[axis] += 1;
-            offset += region.stride(axis);
-            if coords[axis] < shape[axis] {
-                wrapped = false;
-                break;
-            }
-            offset -= region.stride(axis) * shape[axis] as isize;
-            coords[axis] = 0;
-        }
-        if wrapped {
-            return;
-        }
-    }
+    let across = &across[..count];
+    for_each_point(across, &shape, |coords| {
+        let offset: isize = across
+            .iter()
+            .map(|&axis| coords[axis] as isize * region.stride(axis))
+            .sum();
+        prefetch(region.address_of(offset), shape[plan.line_axis]);
+    });
 }
 
 /// `run_tiles` compiled for AVX2: the line loops vectorise across voxels, which
@@ -377,164 +365,6 @@ impl Plan {
     }
 }
 
-/// Where one mip is written: the caller's view, any strides. Tiles write disjoint parts
-/// of it from several threads.
-pub(crate) struct Sink<T> {
-    ptr: *mut T,
-    pub shape: Dims,
-    strides: [isize; MAX_NDIM],
-}
-
-// SAFETY: a Sink is an exclusive borrow of the output view (taken in `run`, which holds
-// `&mut` to the views until every task has finished); threads write through it only to
-// the disjoint regions of distinct tiles, and `T: Send` values may move across threads.
-unsafe impl<T: Send> Send for Sink<T> {}
-// SAFETY: as above: no two threads ever write the same element, and nothing reads.
-unsafe impl<T: Send> Sync for Sink<T> {}
-
-impl<T> Sink<T> {
-    pub fn new(view: &mut ArrayViewMutD<'_, T>) -> Self {
-        let mut strides = [0isize; MAX_NDIM];
-        strides[..view.ndim()].copy_from_slice(view.strides());
-        Sink {
-            ptr: view.as_mut_ptr(),
-            shape: pad_dims(view.shape()),
-            strides,
-        }
-    }
-
-    pub fn fastest_axis(&self) -> usize {
-        crate::shape::fastest_axis(&self.shape, &self.strides)
-    }
-
-    pub fn stride(&self, axis: usize) -> isize {
-        self.strides[axis]
-    }
-
-    /// The address of the element at `origin`, for prefetching: never written through.
-    pub fn address_of(&self, origin: &Dims) -> *const T {
-        let offset: isize = (0..MAX_NDIM).map(|a| origin[a] as isize * self.strides[a]).sum();
-        self.ptr.cast_const().wrapping_offset(offset)
-    }
-
-    /// Writes the region `origin .. origin + shape` from `values`, which holds it with
-    /// `first_axis` fastest, then the other axes ascending; the writes go in the order
-    /// of this view's strides, so that each of its cache lines is written whole.
-    pub fn write_region(&self, origin: &Dims, shape: &Dims, first_axis: usize, values: &[T])
-    where
-        T: Copy,
-    {
-        assert_eq!(values.len(), shape.iter().product::<usize>());
-        let mut offset = 0isize;
-        for a in 0..MAX_NDIM {
-            assert!(shape[a] >= 1 && origin[a] + shape[a] <= self.shape[a]);
-            offset += origin[a] as isize * self.strides[a];
-        }
-        let mut value_strides = [0usize; MAX_NDIM];
-        value_strides[first_axis] = 1;
-        let mut step = shape[first_axis];
-        for a in (0..MAX_NDIM).filter(|&a| a != first_axis) {
-            value_strides[a] = step;
-            step *= shape[a];
-        }
-        let mut order: [usize; MAX_NDIM] = std::array::from_fn(|a| a);
-        order.sort_by_key(|&a| (shape[a] == 1, self.strides[a].unsigned_abs()));
-        // Axes of extent 1 add nothing to any position: the runs count over the others.
-        let counted = shape.iter().filter(|&&extent| extent > 1).count().max(1);
-        let (inner, outer) = (order[0], &order[1..counted]);
-        let (len, stride, value_stride) = (shape[inner], self.strides[inner], value_strides[inner]);
-        let mut coords = [0usize; MAX_NDIM];
-        loop {
-            let mut at = offset;
-            let mut from = 0;
-            for &a in outer {
-                at += coords[a] as isize * self.strides[a];
-                from += coords[a] * value_strides[a];
-            }
-            if stride == 1 && value_stride == 1 {
-                // SAFETY: as below, for the `len` consecutive elements of this run.
-                let run = unsafe { std::slice::from_raw_parts_mut(self.ptr.offset(at), len) };
-                run.copy_from_slice(&values[from..from + len]);
-            } else {
-                for i in 0..len {
-                    // SAFETY: the region lies inside the view (asserted above) and every
-                    // coordinate stays below its extent; exclusive as for `write_line`.
-                    unsafe { *self.ptr.offset(at + i as isize * stride) = values[from + i * value_stride] };
-                }
-            }
-            // The next run: the outer axes count like an odometer, fastest first.
-            let mut wrapped = true;
-            for &a in outer {
-                coords[a] += 1;
-                if coords[a] < shape[a] {
-                    wrapped = false;
-                    break;
-                }
-                coords[a] = 0;
-            }
-            if wrapped {
-                return;
-            }
-        }
-    }
-
-    /// The offset of the element at `origin`, checking that it and the `len` elements
-    /// from it along `axis` lie inside the view.
-    fn line_offset(&self, origin: &Dims, axis: usize, len: usize) -> isize {
-        let mut offset = 0isize;
-        for a in 0..MAX_NDIM {
-            assert!(origin[a] < self.shape[a]);
-            offset += origin[a] as isize * self.strides[a];
-        }
-        assert!(origin[axis] + len <= self.shape[axis]);
-        offset
-    }
-
-    /// Fills the `len` elements from `origin` along `axis` with `fill`: in place when
-    /// they are contiguous, else through `scratch`.
-    pub fn fill_line(&self, origin: &Dims, axis: usize, len: usize, scratch: &mut Vec<T>, fill: impl FnOnce(&mut [T]))
-    where
-        T: Copy + Default,
-    {
-        let offset = self.line_offset(origin, axis, len);
-        if self.strides[axis] == 1 || len == 1 {
-            // SAFETY: as in `write_line`: `offset` is the in-bounds element at `origin`,
-            // the next `len` elements along a stride-1 axis are in bounds (asserted in
-            // `line_offset`), and the caller's task is the only writer of this line.
-            fill(unsafe { std::slice::from_raw_parts_mut(self.ptr.offset(offset), len) });
-        } else {
-            scratch.clear();
-            scratch.resize(len, T::default());
-            fill(scratch);
-            self.write_line(origin, axis, scratch, |&v| v);
-        }
-    }
-
-    /// Writes `render(v)` for each of `values` along `axis` from `origin`.
-    #[inline(always)]
-    pub fn write_line<A>(&self, origin: &Dims, axis: usize, values: &[A], render: impl Fn(&A) -> T) {
-        let len = values.len();
-        let offset = self.line_offset(origin, axis, len);
-        let stride = self.strides[axis];
-        if stride == 1 || len == 1 {
-            // SAFETY: `offset` is the in-bounds element at `origin` and the next `len`
-            // elements along a stride-1 axis are in bounds (asserted in `line_offset`). The view
-            // is exclusively borrowed for the whole call (see the Send/Sync impls) and
-            // this tile is the only writer of this line.
-            let line = unsafe { std::slice::from_raw_parts_mut(self.ptr.offset(offset), len) };
-            for (slot, v) in line.iter_mut().zip(values) {
-                *slot = render(v);
-            }
-        } else {
-            for (i, v) in values.iter().enumerate() {
-                // SAFETY: element i < len along `axis` of the line at `origin` is in
-                // bounds (asserted in `line_offset`); exclusive as for the contiguous case.
-                unsafe { *self.ptr.offset(offset + i as isize * stride) = render(v) };
-            }
-        }
-    }
-}
-
 /// Per-thread buffers, reused from tile to tile.
 struct Scratch<T, K, A> {
     /// Kept state of the level being read and of the level being written.
@@ -548,6 +378,8 @@ struct Scratch<T, K, A> {
     results: Vec<A>,
     /// A level of the tile, rendered, when it is written out in the outputs' order.
     staged: Vec<T>,
+    /// Planes of `staged` transposed into the outputs' order.
+    transposed: Vec<T>,
 }
 
 impl<T, K, A> Default for Scratch<T, K, A> {
@@ -559,6 +391,7 @@ impl<T, K, A> Default for Scratch<T, K, A> {
             gathered_state: Default::default(),
             results: Vec::new(),
             staged: Vec::new(),
+            transposed: Vec::new(),
         }
     }
 }
@@ -595,6 +428,7 @@ fn run_tile<T, K, A, First, Next, Keep, Render, KeepAt, RenderAt, const N: usize
             gathered_state,
             results,
             staged,
+            transposed,
         } = scratch;
         let kept = if last {
             None
@@ -612,6 +446,7 @@ fn run_tile<T, K, A, First, Next, Keep, Render, KeepAt, RenderAt, const N: usize
             keep: (levels.keep)(k),
             render: (levels.render)(k),
             staged,
+            transposed,
         };
         if k == 0 {
             let src = input.region(&in_origin, &in_shape);
@@ -636,6 +471,7 @@ struct Target<'s, T, K, KeepFn, RenderFn> {
     render: RenderFn,
     /// The level rendered whole, when the mip is written out in its own order.
     staged: &'s mut Vec<T>,
+    transposed: &'s mut Vec<T>,
 }
 
 /// Reduces level `k` of one tile (`src`) into the next.
@@ -649,7 +485,7 @@ fn reduce_level<S, R, T, K, KeepFn, RenderFn, const N: usize>(
     gathered: &mut [Vec<S>; 8],
     results: &mut Vec<R::Out>,
 ) where
-    T: Copy,
+    T: Copy + Default,
     S: Copy,
     R: BlockReducer<S, N>,
     KeepFn: Fn(&R::Out) -> K,
@@ -739,9 +575,13 @@ fn reduce_level<S, R, T, K, KeepFn, RenderFn, const N: usize>(
         }
     }
     if staging {
-        target
-            .sink
-            .write_region(&target.origin, &target.shape, line_axis, target.staged);
+        target.sink.write_region(
+            &target.origin,
+            &target.shape,
+            line_axis,
+            target.staged,
+            target.transposed,
+        );
     }
 }
 

@@ -18,6 +18,7 @@ mod engine;
 mod error;
 mod kernels;
 mod shape;
+mod sink;
 mod threads;
 
 pub use api::{

@@ -150,6 +150,28 @@ pub(crate) fn fastest_axis(shape: &Dims, strides: &[isize; MAX_NDIM]) -> usize {
         .unwrap_or(0)
 }
 
+/// Calls `visit` with every point of the box `0..extent` over `axes`, the first of them
+/// counting fastest, like an odometer; the other coordinates stay 0.
+#[inline(always)]
+pub(crate) fn for_each_point(axes: &[usize], extent: &Dims, mut visit: impl FnMut(&Dims)) {
+    let mut coords = [0usize; MAX_NDIM];
+    loop {
+        visit(&coords);
+        let mut wrapped = true;
+        for &axis in axes {
+            coords[axis] += 1;
+            if coords[axis] < extent[axis] {
+                wrapped = false;
+                break;
+            }
+            coords[axis] = 0;
+        }
+        if wrapped {
+            return;
+        }
+    }
+}
+
 pub(crate) fn pad_dims(values: &[usize]) -> Dims {
     let mut dims = [1; MAX_NDIM];
     dims[..values.len()].copy_from_slice(values);
@@ -159,6 +181,27 @@ pub(crate) fn pad_dims(values: &[usize]) -> Dims {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn for_each_point_visits_the_box_once_in_odometer_order() {
+        let extent = pad_dims(&[3, 1, 2, 4]);
+        let mut seen = Vec::new();
+        for_each_point(&[3, 0], &extent, |coords| seen.push(*coords));
+        // Axis 3 counts fastest; axis 2 is not counted and stays 0.
+        let point = |x: usize, w: usize| {
+            let mut coords = [0; MAX_NDIM];
+            (coords[0], coords[3]) = (x, w);
+            coords
+        };
+        let want: Vec<Dims> = (0..3).flat_map(|x| (0..4).map(move |w| point(x, w))).collect();
+        assert_eq!(seen, want);
+        let mut visits = 0;
+        for_each_point(&[], &extent, |coords| {
+            assert_eq!(*coords, [0; MAX_NDIM]);
+            visits += 1;
+        });
+        assert_eq!(visits, 1);
+    }
 
     #[test]
     fn mip_shapes_round_up_and_stop_at_one() {

@@ -4,12 +4,11 @@
 use ndarray::{ArrayViewD, ArrayViewMutD};
 use rayon::prelude::*;
 
-use crate::cascade::{prefetch, Sink};
+use crate::cascade::prefetch;
 use crate::dtype::Element;
 use crate::engine::Source;
 use crate::shape::{pad_dims, Dims, MAX_NDIM};
-
-mod transpose;
+use crate::sink::Sink;
 
 /// Output lines per parallel task.
 const LINES_PER_TASK: usize = 64;
@@ -113,9 +112,9 @@ fn copy_lines<T: Element>(src: &Source<'_, T>, sink: &Sink<T>, step: &Dims) {
 
 /// Copies the samples a tile at a time when the input's dense axis is not the output's
 /// (a C-order input into Fortran-order outputs). A line-by-line copy would read one
-/// element per cache line and per page; a tile reads `TILE` elements of each of
-/// `TILE` input lines, in address order, and writes them out as `TILE` output lines
-/// from cache.
+/// element per cache line and per page; a tile reads `tile` elements of each of
+/// `tile` input lines, in address order, and `Sink::write_region` writes them out,
+/// transposed, as `tile` output lines from cache.
 fn copy_transposed<T: Element>(src: &Source<'_, T>, sink: &Sink<T>, step: &Dims, axes: TransposingAxes) {
     let TransposingAxes { out_axis, in_axis } = axes;
     // A tile spans at least one cache line on both sides and stays a few KiB.
@@ -154,7 +153,7 @@ fn copy_transposed<T: Element>(src: &Source<'_, T>, sink: &Sink<T>, step: &Dims,
     };
     let line_step = src.offset_of(out_axis, step[out_axis]);
     (0..tiles.div_ceil(tiles_per_task)).into_par_iter().for_each_init(
-        || (vec![T::default(); tile * tile], vec![T::default(); tile * tile]),
+        || (vec![T::default(); tile * tile], Vec::new()),
         |(gathered, transposed), task| {
             let (first, end) = (task * tiles_per_task, ((task + 1) * tiles_per_task).min(tiles));
             let mut next = tile_at(first);
@@ -188,8 +187,7 @@ fn copy_transposed<T: Element>(src: &Source<'_, T>, sink: &Sink<T>, step: &Dims,
                     let offset = first_line + line as isize * line_step;
                     src.gather_every(offset, in_axis, first_sample, step[in_axis], piece);
                 }
-                transpose::transpose(lines, len, |line| &gathered[line * len..], transposed);
-                sink.write_region(&origin, &extent, out_axis, &transposed[..lines * len]);
+                sink.write_region(&origin, &extent, in_axis, &gathered[..lines * len], transposed);
             }
         },
     );

@@ -1,5 +1,6 @@
-//! Transposes a small matrix held in cache: the core of striding a volume into outputs
-//! whose lines run along another axis than the input's.
+//! Transposes a small matrix held in cache: how a region is written into outputs whose
+//! lines run along another axis than the values' (a C-order input striding or averaging
+//! into Fortran-order outputs).
 //!
 //! Element by element, a transpose reads or writes across rows and costs about two
 //! cycles per element, which held a C-order input's striding to a third of the memory
@@ -148,12 +149,14 @@ mod tests {
     fn check<T: Copy + PartialEq + std::fmt::Debug>(make: impl Fn(usize) -> T) {
         for rows in [1, 2, 3, 7, 8, 15, 16, 17, 31, 32, 33, 64, 70] {
             for cols in [1, 2, 5, 8, 13, 16, 18, 32, 47, 64, 65] {
-                let src: Vec<T> = (0..rows * cols).map(&make).collect();
+                // Rows 3 elements longer than the matrix, as in a plane of a larger region.
+                let pitch = cols + 3;
+                let src: Vec<T> = (0..rows * pitch).map(&make).collect();
                 let mut dst = vec![make(usize::MAX); rows * cols];
-                transpose(rows, cols, |r| &src[r * cols..], &mut dst);
+                transpose(rows, cols, |r| &src[r * pitch..], &mut dst);
                 for r in 0..rows {
                     for c in 0..cols {
-                        assert_eq!(dst[c * rows + r], src[r * cols + c], "{rows}x{cols} at ({r}, {c})");
+                        assert_eq!(dst[c * rows + r], src[r * pitch + c], "{rows}x{cols} at ({r}, {c})");
                     }
                 }
             }
