@@ -206,8 +206,12 @@ unsafe fn run_tiles_avx2<T, K, A, First, Next, Keep, Render, KeepAt, RenderAt, c
     run_tiles(plan, input, tiles, sinks, levels, scratch)
 }
 
-/// Input elements a tile should have at least, where the axes allow.
-const TILE_ELEMENTS: usize = 1 << 15;
+/// Input bytes a tile should have at least, where the axes allow: the per-tile and
+/// per-line set-up of later levels is then small against the tile's work, and the
+/// kept state of a tile's first level (a quarter or an eighth of it, in wider values)
+/// still stays in L2. Measured on 1024x1024x64 u8, 4 mips: 1.2x faster than 32 KiB
+/// tiles; u64 labels (512x512x64, mode) ran no faster with larger tiles than this.
+const TILE_BYTES: usize = 1 << 18;
 
 /// Bytes of output a tile writes contiguously along the outputs' fastest axis, when
 /// that is not the line axis: a cache line.
@@ -299,7 +303,7 @@ impl Plan {
                 &mut tile_extent,
                 &mut tile_counts,
                 a,
-                TILE_ELEMENTS.div_ceil(others.max(1)),
+                (TILE_BYTES / std::mem::size_of::<T>().max(1)).div_ceil(others.max(1)),
             );
         }
         Plan {
@@ -433,10 +437,13 @@ fn run_tile<T, K, A, First, Next, Keep, Render, KeepAt, RenderAt, const N: usize
         let kept = if last {
             None
         } else {
+            // Every slot is written before it is read: grown, never cleared (clearing
+            // was 13% of a 4-mip u8 pyramid).
             let len: usize = out_shape.iter().product();
-            current.clear();
-            current.resize(len, K::default());
-            Some(current.as_mut_slice())
+            if current.len() < len {
+                current.resize(len, K::default());
+            }
+            Some(&mut current[..len])
         };
         let target = Target {
             sink: &sinks[k],
@@ -452,7 +459,8 @@ fn run_tile<T, K, A, First, Next, Keep, Render, KeepAt, RenderAt, const N: usize
             let src = input.region(&in_origin, &in_shape);
             reduce_level(plan, k, &src, &levels.first, target, gathered, results);
         } else {
-            let src = Source::from_slice_axis_first(previous, &in_shape, plan.line_axis);
+            let len: usize = in_shape.iter().product();
+            let src = Source::from_slice_axis_first(&previous[..len], &in_shape, plan.line_axis);
             reduce_level(plan, k, &src, &levels.next, target, gathered_state, results);
         }
         std::mem::swap(&mut scratch.previous, &mut scratch.current);

@@ -59,7 +59,7 @@ macro_rules! impl_scale {
         }
     )*};
 }
-impl_scale!(i32, i64, i128, u32, u64, f64);
+impl_scale!(i16, u16, i32, i64, i128, u32, u64, f64);
 
 impl<S: Copy, A, Out, Convert, Finish> Reducer<S> for Sum<Convert, Finish>
 where
@@ -110,10 +110,17 @@ where
     /// read once, in address order, into accumulators that stay in cache.
     #[inline(always)]
     fn reduce_line_pairs(&self, lines: &[&[S]], results: &mut [A]) {
-        results.fill(A::default());
-        // In chunks, with the line read ahead: measured 2x faster for f32 (the chunk's
-        // loop vectorises) and 1.4x for 4 u8 mips (the prefetch) than one plain loop.
-        for line in lines {
+        // The first line starts each total from zero in the same pass, not in a clearing
+        // pass of its own. In chunks, with the line read ahead: measured 2x faster for
+        // f32 (the chunk's loop vectorises) and 1.4x for 4 u8 mips (the prefetch) than
+        // one plain loop.
+        #[inline(always)]
+        fn fold<S: Copy, A: Copy + Default + std::ops::AddAssign>(
+            convert: &impl Fn(S) -> A,
+            line: &[S],
+            results: &mut [A],
+            from_zero: bool,
+        ) {
             for (chunk, (totals, pairs)) in results
                 .chunks_mut(LINE_CHUNK)
                 .zip(line.chunks(2 * LINE_CHUNK))
@@ -121,19 +128,39 @@ where
             {
                 prefetch_ahead(line, 2 * LINE_CHUNK * chunk, 2 * LINE_CHUNK);
                 for (total, pair) in totals.iter_mut().zip(pairs.chunks_exact(2)) {
-                    *total += (self.0)(pair[0]);
-                    *total += (self.0)(pair[1]);
+                    let mut sum = if from_zero { A::default() } else { *total };
+                    sum += convert(pair[0]);
+                    sum += convert(pair[1]);
+                    *total = sum;
                 }
+            }
+        }
+        if let Some((first, rest)) = lines.split_first() {
+            fold(&self.0, first, results, true);
+            for line in rest {
+                fold(&self.0, line, results, false);
             }
         }
     }
     #[inline(always)]
     fn reduce_stacked_lines(&self, lines: &[&[S]; N], results: &mut [A]) {
-        results.fill(A::default());
-        for line in lines {
+        #[inline(always)]
+        fn fold<S: Copy, A: Copy + Default + std::ops::AddAssign>(
+            convert: &impl Fn(S) -> A,
+            line: &[S],
+            results: &mut [A],
+            from_zero: bool,
+        ) {
             for (total, &v) in results.iter_mut().zip(line.iter()) {
-                *total += (self.0)(v);
+                let mut sum = if from_zero { A::default() } else { *total };
+                sum += convert(v);
+                *total = sum;
             }
+        }
+        let (first, rest) = lines.split_first().expect("N > 0 lines");
+        fold(&self.0, first, results, true);
+        for line in rest {
+            fold(&self.0, line, results, false);
         }
     }
     #[inline(always)]

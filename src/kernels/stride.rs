@@ -117,9 +117,10 @@ fn copy_lines<T: Element>(src: &Source<'_, T>, sink: &Sink<T>, step: &Dims) {
 /// transposed, as `tile` output lines from cache.
 fn copy_transposed<T: Element>(src: &Source<'_, T>, sink: &Sink<T>, step: &Dims, axes: TransposingAxes) {
     let TransposingAxes { out_axis, in_axis } = axes;
-    // A tile spans at least two cache lines on both sides and stays within 32 KiB.
-    // Measured on C-order inputs against tiles half as long: u8 1.12x, u16 1.22x and
-    // u64 1.35x as fast (fewer, longer copies out of each tile); u32 no faster at 128.
+    // A tile spans at least two cache lines on both sides; the gathered tile and its
+    // transposed copy take 16-32 KiB each. Measured on C-order inputs against tiles
+    // half as long: u8 1.12x, u16 1.22x and u64 1.35x as fast (fewer, longer copies
+    // out of each tile); u32 at 128 was 1.1x slower than at 64.
     let tile = (256 / std::mem::size_of::<T>()).clamp(64, 128);
     let (out_len, in_len) = (sink.shape[out_axis], sink.shape[in_axis]);
     // Planes (one per point of the other axes) follow each other along the input's
