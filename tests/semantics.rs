@@ -845,6 +845,52 @@ fn avg_2x2x2_u8_accumulator_holds_mip_8_means_above_127() {
 }
 
 #[test]
+fn avg_8_bit_sums_at_the_top_of_their_16_bit_accumulators() {
+    // 8-bit 2x2 cycles peak at 255 * 4^4 = 65280 (u8) and -128 * 4^4 = -32768 (i8), and
+    // 2x2x2 pyramids of 1 or 2 mips at 255 * 8^2 and -128 * 8^2: the library sums these
+    // in 16 bits, so values at the ends of the range must not wrap. 5 mips of 2x2 run
+    // past the end of a cycle; 3 mips of 2x2x2 take the 32-bit path (the same model).
+    for (seed, n) in [(1u64, 1usize), (2, 4), (3, 5)] {
+        check_avg_int(&random(&[37, 32, 3], seed, |r| 254 + (r % 2) as u8), &[2, 2], n, false);
+        check_avg_int(&random(&[37, 32, 3], seed, |r| -128 + (r % 2) as i8), &[2, 2], n, false);
+        check_avg_int(&random(&[37, 32, 3], seed, |r| 126 + (r % 2) as i8), &[2, 2], n, false);
+        check_avg_int(
+            &random(&[3, 37, 32], seed, |r| 254 + (r % 2) as u8),
+            &[1, 2, 2],
+            n,
+            false,
+        );
+    }
+    for (seed, n) in [(4u64, 1usize), (5, 2), (6, 3)] {
+        check_avg_int(
+            &random(&[17, 16, 19], seed, |r| 254 + (r % 2) as u8),
+            &[2, 2, 2],
+            n,
+            false,
+        );
+        check_avg_int(
+            &random(&[17, 16, 19], seed, |r| -128 + (r % 2) as i8),
+            &[2, 2, 2],
+            n,
+            false,
+        );
+    }
+    // Sparse means of one u8 mip pack (sum, count) into 16 bits: sums to 8 * 255 and
+    // counts to 8, with zeros among the values and odd edges.
+    for (seed, f) in [(7u64, [2, 2, 1]), (8, [2, 2, 2]), (9, [1, 2, 2])] {
+        let top_or_zero = |r: u64| if r % 4 == 0 { 0 } else { 254 + (r % 2) as u8 };
+        check_avg_int(&random(&[17, 16, 19], seed, top_or_zero), &f, 1, true);
+        check_avg_int(&random(&[17, 16, 19], seed, |r| 254 + (r % 2) as u8), &f, 1, true);
+    }
+    let full = ArrayD::from_elem(IxDyn(&[32, 32, 2]), 255u8);
+    assert!(avg(&full, &[2, 2], 5).iter().all(|o| o.iter().all(|&v| v == 255)));
+    let bottom = ArrayD::from_elem(IxDyn(&[32, 32, 2]), -128i8);
+    assert!(avg(&bottom, &[2, 2], 5).iter().all(|o| o.iter().all(|&v| v == -128)));
+    let cube = ArrayD::from_elem(IxDyn(&[4, 4, 4]), 255u8);
+    assert!(avg(&cube, &[2, 2, 2], 2).iter().all(|o| o.iter().all(|&v| v == 255)));
+}
+
+#[test]
 fn avg_2x2x2_narrow_ints_match_the_accumulator_model() {
     check_avg_int(&random(&[33, 47, 35], 21, |r| r as u8), &[2, 2, 2], 6, false);
     check_avg_int(&random(&[600, 3, 2], 23, |r| (r % 3) as i8 - 1), &[2, 2, 2], 10, false);

@@ -37,7 +37,16 @@ pub(crate) fn downsample<T: Element>(
             // 2x2x2 cycle (65535 * 8^5 < 2^31); an 8-bit 2x2x2 one only up to its 7th
             // mip (255 * 8^8 = 2^32 at the 8th), past which it needs i64.
             let (cycle, bits) = cadence::<T>(fam);
-            if matches!(fam, Family::TwoByTwo(_)) || T::BITS == 16 || outputs.len() < cycle {
+            // 16-bit lanes where the cycle's peak fits them (8-bit 2x2 pyramids, and
+            // 8-bit 2x2x2 ones of up to 2 mips): twice the lanes of i32 per vector, and
+            // half the kept state (measured: 4 mips of u8 2x2x1, 1.3x faster).
+            let peak_bits = T::BITS + bits * outputs.len().min(cycle) as u32;
+            let unsigned = T::LOWEST == T::default();
+            if peak_bits <= 16 && unsigned {
+                shifted_accumulator::<T, u16>(input, fam, (cycle, bits), outputs)
+            } else if peak_bits <= 16 {
+                shifted_accumulator::<T, i16>(input, fam, (cycle, bits), outputs)
+            } else if matches!(fam, Family::TwoByTwo(_)) || T::BITS == 16 || outputs.len() < cycle {
                 shifted_accumulator::<T, i32>(input, fam, (cycle, bits), outputs)
             } else {
                 shifted_accumulator::<T, i64>(input, fam, (cycle, bits), outputs)
@@ -53,6 +62,12 @@ pub(crate) fn downsample<T: Element>(
             if in_family && sparse && unsigned {
                 // Count and sum fit one integer: see `packed_sparse_mean`.
                 let weight_bits = bits - T::BITS as f64;
+                // One mip of u8 (sums to 2040, counts to 8): 16-bit lanes, twice as
+                // many per vector (measured: u8 2x2x1, 1.2x faster than u32).
+                if bits <= 11.0 && weight_bits <= 5.0 {
+                    packed_sparse_mean::<T, u16, 11>(input, fam, outputs);
+                    return Ok(());
+                }
                 if bits <= 16.0 && weight_bits <= 15.0 {
                     packed_sparse_mean::<T, u32, 16>(input, fam, outputs);
                     return Ok(());
@@ -106,8 +121,10 @@ fn cadence<T: Element>(fam: Family) -> (usize, u32) {
     }
 }
 
-/// Signed accumulators of the shifted scheme: i32 where a whole cycle fits, i64 where
-/// it does not (u8 over the 8 mips of a 2x2x2 cycle reaches 255 * 8^8 > 2^31).
+/// Accumulators of the shifted scheme: 16 bits where the cycle's peak fits (unsigned
+/// for unsigned inputs: u8 over a 2x2 cycle peaks at 255 * 4^4 = 65280), else i32
+/// where a whole cycle fits, i64 where it does not (u8 over the 8 mips of a 2x2x2 cycle
+/// reaches 255 * 8^8 > 2^31).
 trait ShiftedAccumulator:
     Copy + Default + Send + Sync + std::ops::AddAssign + std::ops::Shr<u32, Output = Self> + Scale + 'static
 {
@@ -139,7 +156,23 @@ macro_rules! impl_shifted_accumulator {
     )*};
 }
 // i128 only for exact means, which share the rounding toward zero.
-impl_shifted_accumulator!(i32, i64, i128);
+impl_shifted_accumulator!(i16, i32, i64, i128);
+
+impl ShiftedAccumulator for u16 {
+    #[inline(always)]
+    fn widen<T: Element>(v: T) -> Self {
+        v.to_i128() as u16
+    }
+    /// Never negative: the plain shift already truncates toward zero.
+    #[inline(always)]
+    fn shift_toward_zero(self, shift: u32) -> Self {
+        self >> shift
+    }
+    #[inline(always)]
+    fn to_i128(self) -> i128 {
+        self as i128
+    }
+}
 
 /// tinybrain's multi-mip scheme: the accumulator is never divided, only shifted when a
 /// mip is rendered, and itself shifted (floored) after the last mip of each cycle.
@@ -545,7 +578,7 @@ macro_rules! impl_packed_mean {
         }
     )*};
 }
-impl_packed_mean!(u32 => f32, i32, u64 => f64, i64);
+impl_packed_mean!(u16 => f32, i32, u32 => f32, i32, u64 => f64, i64);
 
 /// Sparse means of unsigned 8/16-bit images in the 2x2 and 2x2x2 families, with the count
 /// packed above the sum in one integer `P`: a voxel adds `v + (v != 0) << SUM_BITS`, so a
