@@ -39,7 +39,8 @@ pub(crate) fn downsample<T: Element>(
             let (cycle, bits) = cadence::<T>(fam);
             // 16-bit lanes where the cycle's peak fits them (8-bit 2x2 pyramids, and
             // 8-bit 2x2x2 ones of up to 2 mips): twice the lanes of i32 per vector, and
-            // half the kept state (measured: 4 mips of u8 2x2x1, 1.3x faster).
+            // half the kept state (measured: 4 mips of u8 2x2x1, 7.4-7.7 ms against
+            // 10.3-11.5 in i32).
             let peak_bits = T::BITS + bits * outputs.len().min(cycle) as u32;
             let unsigned = T::LOWEST == T::default();
             if peak_bits <= 16 && unsigned {
@@ -63,7 +64,8 @@ pub(crate) fn downsample<T: Element>(
                 // Count and sum fit one integer: see `packed_sparse_mean`.
                 let weight_bits = bits - T::BITS as f64;
                 // One mip of u8 (sums to 2040, counts to 8): 16-bit lanes, twice as
-                // many per vector (measured: u8 2x2x1, 1.2x faster than u32).
+                // many per vector (measured: u8 2x2x1, 6.2-6.7 ms against 6.9-10.5
+                // packed in u32, on a noisy guest).
                 if bits <= 11.0 && weight_bits <= 5.0 {
                     packed_sparse_mean::<T, u16, 11>(input, fam, outputs);
                     return Ok(());
