@@ -877,10 +877,13 @@ fn avg_8_bit_sums_at_the_top_of_their_16_bit_accumulators() {
     }
     // Sparse means of one u8 mip pack (sum, count) into 16 bits: sums to 8 * 255 and
     // counts to 8, with zeros among the values and odd edges.
+    // Rows of 33 and 50 pairs also cover the 16-pair vectors of the AVX2 path and their tails.
     for (seed, f) in [(7u64, [2, 2, 1]), (8, [2, 2, 2]), (9, [1, 2, 2])] {
         let top_or_zero = |r: u64| if r % 4 == 0 { 0 } else { 254 + (r % 2) as u8 };
-        check_avg_int(&random(&[17, 16, 19], seed, top_or_zero), &f, 1, true);
-        check_avg_int(&random(&[17, 16, 19], seed, |r| 254 + (r % 2) as u8), &f, 1, true);
+        for shape in [[17, 16, 19], [67, 6, 5], [100, 3, 4]] {
+            check_avg_int(&random(&shape, seed, top_or_zero), &f, 1, true);
+            check_avg_int(&random(&shape, seed, |r| 254 + (r % 2) as u8), &f, 1, true);
+        }
     }
     let full = ArrayD::from_elem(IxDyn(&[32, 32, 2]), 255u8);
     assert!(avg(&full, &[2, 2], 5).iter().all(|o| o.iter().all(|&v| v == 255)));

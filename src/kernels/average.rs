@@ -8,16 +8,20 @@
 //!   a (sum, count) pair per voxel;
 //! - any other factor: the clipped mean of the previous mip, carried in f64.
 
+use std::any::TypeId;
 use std::ops::AddAssign;
 
 use ndarray::{ArrayViewD, ArrayViewMutD};
 
-use crate::cascade::{self, Levels};
+use crate::cascade::{self, BlockReducer, Levels};
 use crate::dtype::{AveragingClass, Element};
 use crate::engine::{fill_output, reduce_level_rendered, Edge, Reducer, Source, Window};
 use crate::error::{bail, Result};
 use crate::kernels::{BlockSum, Scale, Sum};
 use crate::shape::{family, pad_dims, Dims, Family, MAX_NDIM};
+
+#[cfg(target_arch = "x86_64")]
+mod x86;
 
 pub(crate) fn downsample<T: Element>(
     input: &ArrayViewD<'_, T>,
@@ -197,7 +201,7 @@ fn shifted_accumulator<T: Element, A: ShiftedAccumulator>(
         })
         .collect();
     let levels = Levels {
-        first: BlockSum::<_, false>(A::widen::<T>),
+        first: BytePairSums::<_, false, false>::new(BlockSum(A::widen::<T>), 0),
         next: BlockSum::<_, false>(|a: A| a),
         keep: |mip: usize| {
             let shift = shifts[mip].1;
@@ -595,12 +599,76 @@ fn packed_sparse_mean<T: Element, P: PackedMean, const SUM_BITS: u32>(
     outputs: &mut [ArrayViewMutD<'_, T>],
 ) {
     let levels = Levels {
-        first: BlockSum::<_, true>(|v: T| P::pack(v, SUM_BITS)),
+        first: BytePairSums::<_, true, true>::new(BlockSum(|v: T| P::pack(v, SUM_BITS)), SUM_BITS),
         next: BlockSum::<_, true>(|p: P| p),
         keep: |_| |&p: &P| p,
         render: |_| |&p: &P| p.mean::<T>(SUM_BITS),
     };
     cascade::run_family(input, family, outputs, &levels);
+}
+
+/// The first level of a u8 pyramid summed in u16 lanes: `sum`, whose conversion must be
+/// `v as u16`, plus `(v != 0) << count_shift` when `COUNTING` (`ShiftedAccumulator::widen`
+/// and `PackedMean::pack`, the two constructions below). Rows of byte pairs go through
+/// AVX2 where the CPU has it, bit-identical; everything else, and every other type,
+/// through `sum`.
+struct BytePairSums<Convert, const WEIGHTED: bool, const COUNTING: bool> {
+    sum: BlockSum<Convert, WEIGHTED>,
+    count_shift: u32,
+}
+
+impl<Convert, const WEIGHTED: bool, const COUNTING: bool> BytePairSums<Convert, WEIGHTED, COUNTING> {
+    fn new(sum: BlockSum<Convert, WEIGHTED>, count_shift: u32) -> Self {
+        BytePairSums { sum, count_shift }
+    }
+}
+
+impl<S, A, Convert, const N: usize, const WEIGHTED: bool, const COUNTING: bool> BlockReducer<S, N>
+    for BytePairSums<Convert, WEIGHTED, COUNTING>
+where
+    S: Copy + 'static,
+    A: Copy + Default + Send + AddAssign + Scale + 'static,
+    Convert: Fn(S) -> A + Sync,
+{
+    type Out = A;
+    const WEIGHTED: bool = WEIGHTED;
+    #[inline(always)]
+    fn reduce(&self, block: &[S; N]) -> A {
+        BlockReducer::<S, N>::reduce(&self.sum, block)
+    }
+    #[inline(always)]
+    fn reduce_weighted(&self, block: &[S; N], weights: &[u32; N]) -> A {
+        self.sum.reduce_weighted(block, weights)
+    }
+    #[inline(always)]
+    fn reduce_stacked_lines(&self, lines: &[&[S]; N], results: &mut [A]) {
+        self.sum.reduce_stacked_lines(lines, results)
+    }
+    #[inline(always)]
+    fn reduce_line_pairs(&self, lines: &[&[S]], results: &mut [A]) {
+        #[cfg(target_arch = "x86_64")]
+        let done = if TypeId::of::<S>() == TypeId::of::<u8>()
+            && TypeId::of::<A>() == TypeId::of::<u16>()
+            && std::arch::is_x86_feature_detected!("avx2")
+        {
+            let mut bytes: [&[u8]; N] = [&[]; N];
+            for (view, line) in bytes.iter_mut().zip(lines) {
+                // SAFETY: S is u8 (same TypeId): the same memory, type and length.
+                *view = unsafe { std::slice::from_raw_parts(line.as_ptr().cast::<u8>(), line.len()) };
+            }
+            // SAFETY: A is u16 (same TypeId), and `results` stays borrowed mutably for as
+            // long as this view lives.
+            let words = unsafe { std::slice::from_raw_parts_mut(results.as_mut_ptr().cast::<u16>(), results.len()) };
+            // SAFETY: the CPU has AVX2 (checked just above).
+            unsafe { x86::byte_pair_sums::<COUNTING>(&bytes[..lines.len()], words, self.count_shift) }
+        } else {
+            0
+        };
+        #[cfg(not(target_arch = "x86_64"))]
+        let done = 0;
+        let rest: [&[S]; N] = std::array::from_fn(|i| lines.get(i).map_or(&[][..], |line| &line[2 * done..]));
+        BlockReducer::<S, N>::reduce_line_pairs(&self.sum, &rest[..lines.len()], &mut results[done..]);
+    }
 }
 
 /// log2 of the largest |sum| an exact mean can reach: the dtype's bits plus those of
@@ -690,6 +758,96 @@ mod tests {
                     let expected = T::from_i128(exact / (1i128 << shift));
                     assert_eq!(sum.mean::<T>(split, shift), expected, "split {split} shift {shift}");
                 }
+            }
+        }
+    }
+
+    fn row_sums<R: BlockReducer<u8, N, Out = u16>, const N: usize>(
+        reducer: &R,
+        lines: &[&[u8]],
+        len: usize,
+    ) -> Vec<u16> {
+        // Garbage first: the first line must start each total from zero.
+        let mut results = vec![0xAAAAu16; len];
+        reducer.reduce_line_pairs(lines, &mut results);
+        results
+    }
+
+    /// Rows of byte pairs through `BytePairSums` (AVX2 where the CPU has it) against
+    /// the scalar `BlockSum` fold, dense and packed with counts: lengths around the 16-lane
+    /// vector (tails), the ends of the byte range, zeros, 2 and 4 lines.
+    fn byte_pair_rows_agree<const N: usize>() {
+        let mut state = 11u64;
+        let mut next = || {
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (state >> 33) as u8
+        };
+        for len in [0usize, 1, 15, 16, 17, 31, 32, 33, 64, 100, 515] {
+            for odd in [0, 1] {
+                let rows: Vec<Vec<u8>> = (0..N / 2)
+                    .map(|_| {
+                        (0..2 * len + odd)
+                            .map(|_| match next() % 4 {
+                                0 => 0,
+                                1 => 255,
+                                _ => next(),
+                            })
+                            .collect()
+                    })
+                    .collect();
+                let lines: Vec<&[u8]> = rows.iter().map(Vec::as_slice).collect();
+                let dense = BytePairSums::<_, false, false>::new(BlockSum(u16::widen::<u8>), 0);
+                let plain = BlockSum::<_, false>(u16::widen::<u8>);
+                assert_eq!(
+                    row_sums::<_, N>(&dense, &lines, len),
+                    row_sums::<_, N>(&plain, &lines, len),
+                    "dense, {len} results, N = {N}"
+                );
+                let pack = |v: u8| u16::pack(v, 11);
+                let packed = BytePairSums::<_, true, true>::new(BlockSum(pack), 11);
+                let plain = BlockSum::<_, true>(pack);
+                assert_eq!(
+                    row_sums::<_, N>(&packed, &lines, len),
+                    row_sums::<_, N>(&plain, &lines, len),
+                    "packed, {len} results, N = {N}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn byte_pair_sums_match_the_scalar_fold() {
+        byte_pair_rows_agree::<4>();
+        byte_pair_rows_agree::<8>();
+    }
+
+    /// The AVX2 kernel itself, where the CPU has it: every byte value in each position.
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn avx2_byte_pairs_add_every_byte_value() {
+        if !std::arch::is_x86_feature_detected!("avx2") {
+            return;
+        }
+        let first: Vec<u8> = (0..=255).collect();
+        let second: Vec<u8> = (0..=255u8).rev().map(|v| v.rotate_left(3)).collect();
+        let lines = [first.as_slice(), second.as_slice()];
+        for counting in [false, true] {
+            let mut results = vec![0xAAAAu16; 128];
+            // SAFETY: the CPU has AVX2 (checked above).
+            let done = unsafe {
+                if counting {
+                    x86::byte_pair_sums::<true>(&lines, &mut results, 11)
+                } else {
+                    x86::byte_pair_sums::<false>(&lines, &mut results, 11)
+                }
+            };
+            assert_eq!(done, 128);
+            for (x, &got) in results.iter().enumerate() {
+                let pack = |v: u8| v as u16 + if counting && v != 0 { 1 << 11 } else { 0 };
+                let want = lines.iter().map(|l| pack(l[2 * x]) + pack(l[2 * x + 1])).sum::<u16>();
+                assert_eq!(got, want, "result {x}, counting {counting}");
             }
         }
     }
