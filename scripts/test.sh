@@ -6,7 +6,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-step() { printf '\n==> %s\n' "$*"; }
+# Each step prints the wall time so far, so a slow CI run shows where its time went.
+step() { printf '\n==> %s [%s, %dm%02ds in]\n' "$*" "$(date -u +%H:%M:%S)" $((SECONDS / 60)) $((SECONDS % 60)); }
 
 step "Python virtualenv (.venv: numpy, tinybrain 1.7.0, pytest, hypothesis)"
 bash tests/python/setup_venv.sh
@@ -33,3 +34,5 @@ step "Python conformance suite (pytest tests/python)"
 
 step "Installed into a prefix: C/C++ via CMake and pkg-config, Julia/MATLAB mirrors, MEX under Octave (tests/packaging/run.sh)"
 TB_NO_CARGO_BUILD=1 bash tests/packaging/run.sh
+
+step "all passed"
