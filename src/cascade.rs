@@ -16,7 +16,7 @@ use rayon::prelude::*;
 
 use crate::engine::Source;
 use crate::shape::{for_each_point, Dims, Family, MAX_NDIM};
-use crate::sink::Sink;
+use crate::sink::{RenderLine, Sink};
 
 /// Reduces one block of `N` values (N = 4 for 2x2, 8 for 2x2x2) given in scan order,
 /// axis 0 fastest. Blocks that run past the end of an axis are padded by repeating its
@@ -87,7 +87,7 @@ pub(crate) struct Levels<First, Next, Keep, Render> {
     /// and tile, so the returned closure can hold per-mip constants by value, which
     /// keeps the voxel loops free of look-ups.
     pub keep: Keep,
-    /// mip index -> (result -> the output voxel).
+    /// mip index -> (results -> the output voxels).
     pub render: Render,
 }
 
@@ -107,7 +107,7 @@ pub(crate) fn run<T, K, A, First, Next, Keep, Render, KeepAt, RenderAt, const N:
     Keep: Fn(usize) -> KeepAt + Sync,
     Render: Fn(usize) -> RenderAt + Sync,
     KeepAt: Fn(&A) -> K,
-    RenderAt: Fn(&A) -> T,
+    RenderAt: RenderLine<A, T>,
 {
     assert_eq!(1 << factor_axes.len(), N);
     if outputs.is_empty() {
@@ -151,7 +151,7 @@ fn run_tiles<T, K, A, First, Next, Keep, Render, KeepAt, RenderAt, const N: usiz
     Keep: Fn(usize) -> KeepAt + Sync,
     Render: Fn(usize) -> RenderAt + Sync,
     KeepAt: Fn(&A) -> K,
-    RenderAt: Fn(&A) -> T,
+    RenderAt: RenderLine<A, T>,
 {
     for tile in tiles {
         if plan.prefetch_tiles && tile + 1 < plan.tile_count() {
@@ -201,7 +201,7 @@ unsafe fn run_tiles_avx2<T, K, A, First, Next, Keep, Render, KeepAt, RenderAt, c
     Keep: Fn(usize) -> KeepAt + Sync,
     Render: Fn(usize) -> RenderAt + Sync,
     KeepAt: Fn(&A) -> K,
-    RenderAt: Fn(&A) -> T,
+    RenderAt: RenderLine<A, T>,
 {
     run_tiles(plan, input, tiles, sinks, levels, scratch)
 }
@@ -417,7 +417,7 @@ fn run_tile<T, K, A, First, Next, Keep, Render, KeepAt, RenderAt, const N: usize
     Keep: Fn(usize) -> KeepAt + Sync,
     Render: Fn(usize) -> RenderAt + Sync,
     KeepAt: Fn(&A) -> K,
-    RenderAt: Fn(&A) -> T,
+    RenderAt: RenderLine<A, T>,
 {
     let coords = plan.tile_coords(tile);
     let mips = plan.mips();
@@ -497,7 +497,7 @@ fn reduce_level<S, R, T, K, KeepFn, RenderFn, const N: usize>(
     S: Copy,
     R: BlockReducer<S, N>,
     KeepFn: Fn(&R::Out) -> K,
-    RenderFn: Fn(&R::Out) -> T,
+    RenderFn: RenderLine<R::Out, T>,
 {
     let line_axis = plan.line_axis;
     let in_len = src.shape[line_axis];
@@ -563,7 +563,9 @@ fn reduce_level<S, R, T, K, KeepFn, RenderFn, const N: usize>(
             origin[axis] += out_coords[axis];
         }
         if staging {
-            target.staged.extend(results.iter().map(&target.render));
+            let start = target.staged.len();
+            target.staged.resize(start + out_len, T::default());
+            target.render.render_line(results, &mut target.staged[start..]);
         } else {
             target.sink.write_line(&origin, line_axis, results, &target.render);
         }
@@ -717,7 +719,7 @@ pub(crate) fn run_family<T, K, A, First, Next, Keep, Render, KeepAt, RenderAt>(
     Keep: Fn(usize) -> KeepAt + Sync,
     Render: Fn(usize) -> RenderAt + Sync,
     KeepAt: Fn(&A) -> K,
-    RenderAt: Fn(&A) -> T,
+    RenderAt: RenderLine<A, T>,
 {
     match family {
         Family::TwoByTwo(axes) => {

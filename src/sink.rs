@@ -11,6 +11,22 @@ use transpose::transpose;
 
 /// Where one mip is written: the caller's view, any strides. Tiles write disjoint parts
 /// of it from several threads.
+/// Turns a line of a level's results into output values. Every closure `Fn(&A) -> T`
+/// renders value by value; a kernel with a faster way to render a whole line
+/// implements this on a type of its own.
+pub(crate) trait RenderLine<A, T> {
+    fn render_line(&self, values: &[A], out: &mut [T]);
+}
+
+impl<A, T, F: Fn(&A) -> T> RenderLine<A, T> for F {
+    #[inline(always)]
+    fn render_line(&self, values: &[A], out: &mut [T]) {
+        for (slot, v) in out.iter_mut().zip(values) {
+            *slot = self(v);
+        }
+    }
+}
+
 pub(crate) struct Sink<T> {
     ptr: *mut T,
     pub shape: Dims,
@@ -168,13 +184,16 @@ impl<T> Sink<T> {
             scratch.clear();
             scratch.resize(len, T::default());
             fill(scratch);
-            self.write_line(origin, axis, scratch, |&v| v);
+            self.write_line(origin, axis, scratch, &|&v: &T| v);
         }
     }
 
-    /// Writes `render(v)` for each of `values` along `axis` from `origin`.
+    /// Writes `values`, rendered, along `axis` from `origin`.
     #[inline(always)]
-    pub fn write_line<A>(&self, origin: &Dims, axis: usize, values: &[A], render: impl Fn(&A) -> T) {
+    pub fn write_line<A>(&self, origin: &Dims, axis: usize, values: &[A], render: &impl RenderLine<A, T>)
+    where
+        T: Copy + Default,
+    {
         let len = values.len();
         let offset = self.line_offset(origin, axis, len);
         let stride = self.strides[axis];
@@ -184,14 +203,20 @@ impl<T> Sink<T> {
             // is exclusively borrowed for the whole call (see the Send/Sync impls) and
             // this tile is the only writer of this line.
             let line = unsafe { std::slice::from_raw_parts_mut(self.ptr.offset(offset), len) };
-            for (slot, v) in line.iter_mut().zip(values) {
-                *slot = render(v);
-            }
+            render.render_line(values, line);
         } else {
-            for (i, v) in values.iter().enumerate() {
-                // SAFETY: element i < len along `axis` of the line at `origin` is in
-                // bounds (asserted in `line_offset`); exclusive as for the contiguous case.
-                unsafe { *self.ptr.offset(offset + i as isize * stride) = render(v) };
+            const CHUNK: usize = 64;
+            let mut rendered = [T::default(); CHUNK];
+            for (chunk_index, chunk) in values.chunks(CHUNK).enumerate() {
+                let rendered = &mut rendered[..chunk.len()];
+                render.render_line(chunk, rendered);
+                for (i, &v) in rendered.iter().enumerate() {
+                    let at = offset + (chunk_index * CHUNK + i) as isize * stride;
+                    // SAFETY: element chunk_index * CHUNK + i < len along `axis` of the
+                    // line at `origin` is in bounds (asserted in `line_offset`); exclusive
+                    // as for the contiguous case.
+                    unsafe { *self.ptr.offset(at) = v };
+                }
             }
         }
     }

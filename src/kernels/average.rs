@@ -19,6 +19,7 @@ use crate::engine::{fill_output, reduce_level_rendered, Edge, Reducer, Source, W
 use crate::error::{bail, Result};
 use crate::kernels::{BlockSum, Scale, Sum};
 use crate::shape::{family, pad_dims, Dims, Family, MAX_NDIM};
+use crate::sink::RenderLine;
 
 #[cfg(target_arch = "x86_64")]
 mod x86;
@@ -602,7 +603,7 @@ fn packed_sparse_mean<T: Element, P: PackedMean, const SUM_BITS: u32>(
         first: BytePairSums::<_, true, true>::new(BlockSum(|v: T| P::pack(v, SUM_BITS)), SUM_BITS),
         next: BlockSum::<_, true>(|p: P| p),
         keep: |_| |&p: &P| p,
-        render: |_| |&p: &P| p.mean::<T>(SUM_BITS),
+        render: |_| PackedMeans::<SUM_BITS>,
     };
     cascade::run_family(input, family, outputs, &levels);
 }
@@ -668,6 +669,39 @@ where
         let done = 0;
         let rest: [&[S]; N] = std::array::from_fn(|i| lines.get(i).map_or(&[][..], |line| &line[2 * done..]));
         BlockReducer::<S, N>::reduce_line_pairs(&self.sum, &rest[..lines.len()], &mut results[done..]);
+    }
+}
+
+/// Renders a line of `packed_sparse_mean`'s totals (`PackedMean::mean`). Bytes packed
+/// in u16 go through AVX2 where the CPU has it, bit-identical; the rest value by value.
+struct PackedMeans<const SUM_BITS: u32>;
+
+impl<T: Element, P: PackedMean, const SUM_BITS: u32> RenderLine<P, T> for PackedMeans<SUM_BITS> {
+    #[inline(always)]
+    fn render_line(&self, values: &[P], out: &mut [T]) {
+        #[cfg(target_arch = "x86_64")]
+        let done = if TypeId::of::<T>() == TypeId::of::<u8>()
+            && TypeId::of::<P>() == TypeId::of::<u16>()
+            && std::arch::is_x86_feature_detected!("avx2")
+        {
+            // SAFETY: P is u16 and T is u8 (same TypeIds): the same memory, type and
+            // length; `out` stays borrowed mutably for as long as its view lives.
+            let (words, bytes) = unsafe {
+                (
+                    std::slice::from_raw_parts(values.as_ptr().cast::<u16>(), values.len()),
+                    std::slice::from_raw_parts_mut(out.as_mut_ptr().cast::<u8>(), out.len()),
+                )
+            };
+            // SAFETY: the CPU has AVX2 (checked just above).
+            unsafe { x86::packed_byte_means(words, bytes, SUM_BITS) }
+        } else {
+            0
+        };
+        #[cfg(not(target_arch = "x86_64"))]
+        let done = 0;
+        for (slot, p) in out[done..].iter_mut().zip(&values[done..]) {
+            *slot = p.mean::<T>(SUM_BITS);
+        }
     }
 }
 
@@ -850,6 +884,31 @@ mod tests {
                 assert_eq!(got, want, "result {x}, counting {counting}");
             }
         }
+    }
+
+    /// Every reachable packed u16 of one sparse u8 mip (counts to 15, sums to 255 per
+    /// count and below 2^11) through `PackedMeans` (AVX2 where the CPU has it) against
+    /// `PackedMean::mean`, and counts past 15 left to the scalar path.
+    #[test]
+    fn packed_byte_means_match_the_scalar_division() {
+        let mut values: Vec<u16> = (0..=15u16)
+            .flat_map(|count| (0..=(255 * count).min(2047)).map(move |sum| count << 11 | sum))
+            .collect();
+        // Pad to whole 32-value vectors with the tail of the scalar path after them.
+        values.extend((0..37).map(|i| ((i % 9) << 11) | (7 * (i % 9))));
+        let expected: Vec<u8> = values.iter().map(|p| p.mean::<u8>(11)).collect();
+        let mut got = vec![0xAAu8; values.len()];
+        PackedMeans::<11>.render_line(&values, &mut got);
+        if let Some(x) = (0..values.len()).find(|&x| got[x] != expected[x]) {
+            panic!("packed {:#06x}: got {} want {}", values[x], got[x], expected[x]);
+        }
+        // A count above 15 (only reachable with wider counts) stops the vector path.
+        let mut beyond: Vec<u16> = (0..64).map(|i| 4 << 11 | i).collect();
+        beyond[40] = 20 << 11 | 400;
+        let expected: Vec<u8> = beyond.iter().map(|p| p.mean::<u8>(11)).collect();
+        let mut got = vec![0u8; beyond.len()];
+        PackedMeans::<11>.render_line(&beyond, &mut got);
+        assert_eq!(got, expected);
     }
 
     #[test]
