@@ -80,10 +80,12 @@ pub fn downsample_into<T: Element>(
             );
         }
     }
-    threads::install(|| run(method, &input, &factor, sparse, outputs))
+    threads::install(|| T::run_kernels(method, &input, &factor, sparse, outputs))
 }
 
-fn run<T: Element>(
+/// The kernels of one call, which `downsample_into` has validated. Reached only through
+/// `Element::run_kernels`, so it is instantiated in this crate alone.
+pub(crate) fn run_kernels<T: Element>(
     method: Method,
     input: &ArrayViewD<'_, T>,
     factor: &[usize],

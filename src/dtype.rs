@@ -3,6 +3,11 @@
 use std::fmt::Debug;
 use std::hash::Hash;
 
+use ndarray::{ArrayViewD, ArrayViewMutD};
+
+use crate::api::Method;
+use crate::error::Result;
+
 /// The ten element types, with the codes of the C ABI (`tb_dtype`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum DType {
@@ -98,6 +103,34 @@ pub trait Element: Copy + Send + Sync + PartialEq + PartialOrd + Debug + Default
     fn to_i128(self) -> i128;
     /// The caller guarantees `v` is in range (it is a mean of values of this type).
     fn from_i128(v: i128) -> Self;
+    /// Runs a validated request on this type's kernels (`api::run_kernels`).
+    #[doc(hidden)]
+    fn run_kernels(
+        method: Method,
+        input: &ArrayViewD<'_, Self>,
+        factor: &[usize],
+        sparse: bool,
+        outputs: &mut [ArrayViewMutD<'_, Self>],
+    ) -> Result<()>;
+}
+
+/// `Element::run_kernels` of one concrete type: a plain function compiled here, where
+/// every type's kernels are instantiated once. Were the generic API to call the generic
+/// kernels itself, every crate calling it would compile all of them again (each test
+/// crate took minutes to build that way). Never inlined, so that holds across crates.
+macro_rules! run_kernels_compiled_here {
+    () => {
+        #[inline(never)]
+        fn run_kernels(
+            method: Method,
+            input: &ArrayViewD<'_, Self>,
+            factor: &[usize],
+            sparse: bool,
+            outputs: &mut [ArrayViewMutD<'_, Self>],
+        ) -> Result<()> {
+            crate::api::run_kernels(method, input, factor, sparse, outputs)
+        }
+    };
 }
 
 mod private {
@@ -142,6 +175,7 @@ macro_rules! impl_int_element {
             fn from_i128(v: i128) -> Self {
                 v as $t
             }
+            run_kernels_compiled_here!();
         }
     };
 }
@@ -193,6 +227,7 @@ macro_rules! impl_float_element {
             fn from_i128(v: i128) -> Self {
                 v as $t
             }
+            run_kernels_compiled_here!();
         }
     };
 }
