@@ -648,28 +648,41 @@ where
     #[inline(always)]
     fn reduce_line_pairs(&self, lines: &[&[S]], results: &mut [A]) {
         #[cfg(target_arch = "x86_64")]
-        let done = if TypeId::of::<S>() == TypeId::of::<u8>()
-            && TypeId::of::<A>() == TypeId::of::<u16>()
-            && std::arch::is_x86_feature_detected!("avx2")
-        {
-            let mut bytes: [&[u8]; N] = [&[]; N];
-            for (view, line) in bytes.iter_mut().zip(lines) {
-                // SAFETY: S is u8 (same TypeId): the same memory, type and length.
-                *view = unsafe { std::slice::from_raw_parts(line.as_ptr().cast::<u8>(), line.len()) };
+        let done = match (as_slices_of::<S, u8, N>(lines), as_mut_slice_of::<A, u16>(results)) {
+            (Some(bytes), Some(words)) if std::arch::is_x86_feature_detected!("avx2") => {
+                // SAFETY: the CPU has AVX2 (checked just above).
+                unsafe { x86::byte_pair_sums::<COUNTING>(&bytes[..lines.len()], words, self.count_shift) }
             }
-            // SAFETY: A is u16 (same TypeId), and `results` stays borrowed mutably for as
-            // long as this view lives.
-            let words = unsafe { std::slice::from_raw_parts_mut(results.as_mut_ptr().cast::<u16>(), results.len()) };
-            // SAFETY: the CPU has AVX2 (checked just above).
-            unsafe { x86::byte_pair_sums::<COUNTING>(&bytes[..lines.len()], words, self.count_shift) }
-        } else {
-            0
+            _ => 0,
         };
         #[cfg(not(target_arch = "x86_64"))]
         let done = 0;
         let rest: [&[S]; N] = std::array::from_fn(|i| lines.get(i).map_or(&[][..], |line| &line[2 * done..]));
         BlockReducer::<S, N>::reduce_line_pairs(&self.sum, &rest[..lines.len()], &mut results[done..]);
     }
+}
+
+/// `slice` as a slice of `To`, when `From` is `To`: how a generic path hands its lines
+/// to a kernel written for one concrete type.
+fn as_slice_of<From: 'static, To: 'static>(slice: &[From]) -> Option<&[To]> {
+    // SAFETY: the same TypeId is the same type: the same memory, type and length.
+    (TypeId::of::<From>() == TypeId::of::<To>())
+        .then(|| unsafe { std::slice::from_raw_parts(slice.as_ptr().cast::<To>(), slice.len()) })
+}
+
+fn as_mut_slice_of<From: 'static, To: 'static>(slice: &mut [From]) -> Option<&mut [To]> {
+    // SAFETY: as for `as_slice_of`; the view borrows `slice` mutably for its lifetime.
+    (TypeId::of::<From>() == TypeId::of::<To>())
+        .then(|| unsafe { std::slice::from_raw_parts_mut(slice.as_mut_ptr().cast::<To>(), slice.len()) })
+}
+
+/// Up to `N` lines, each `as_slice_of`.
+fn as_slices_of<'a, From: 'static, To: 'static, const N: usize>(lines: &[&'a [From]]) -> Option<[&'a [To]; N]> {
+    let mut views: [&[To]; N] = [&[]; N];
+    for (view, line) in views.iter_mut().zip(lines) {
+        *view = as_slice_of(line)?;
+    }
+    Some(views)
 }
 
 /// Renders a line of `packed_sparse_mean`'s totals (`PackedMean::mean`). Bytes packed
@@ -680,22 +693,12 @@ impl<T: Element, P: PackedMean, const SUM_BITS: u32> RenderLine<P, T> for Packed
     #[inline(always)]
     fn render_line(&self, values: &[P], out: &mut [T]) {
         #[cfg(target_arch = "x86_64")]
-        let done = if TypeId::of::<T>() == TypeId::of::<u8>()
-            && TypeId::of::<P>() == TypeId::of::<u16>()
-            && std::arch::is_x86_feature_detected!("avx2")
-        {
-            // SAFETY: P is u16 and T is u8 (same TypeIds): the same memory, type and
-            // length; `out` stays borrowed mutably for as long as its view lives.
-            let (words, bytes) = unsafe {
-                (
-                    std::slice::from_raw_parts(values.as_ptr().cast::<u16>(), values.len()),
-                    std::slice::from_raw_parts_mut(out.as_mut_ptr().cast::<u8>(), out.len()),
-                )
-            };
-            // SAFETY: the CPU has AVX2 (checked just above).
-            unsafe { x86::packed_byte_means(words, bytes, SUM_BITS) }
-        } else {
-            0
+        let done = match (as_slice_of::<P, u16>(values), as_mut_slice_of::<T, u8>(out)) {
+            (Some(words), Some(bytes)) if std::arch::is_x86_feature_detected!("avx2") => {
+                // SAFETY: the CPU has AVX2 (checked just above).
+                unsafe { x86::packed_byte_means(words, bytes, SUM_BITS) }
+            }
+            _ => 0,
         };
         #[cfg(not(target_arch = "x86_64"))]
         let done = 0;
