@@ -12,11 +12,11 @@
 //! output line is reduced from the 2 or 4 (2x2x2: 4 or 8) input lines of its blocks.
 
 use ndarray::{ArrayViewD, ArrayViewMutD};
-use rayon::prelude::*;
 
 use crate::engine::Source;
 use crate::shape::{for_each_point, Dims, Family, MAX_NDIM};
 use crate::sink::{RenderLine, Sink};
+use crate::threads;
 
 /// Reduces one block of `N` values (N = 4 for 2x2, 8 for 2x2x2) given in scan order,
 /// axis 0 fastest. Blocks that run past the end of an axis are padded by repeating its
@@ -119,17 +119,15 @@ pub(crate) fn run<T, K, A, First, Next, Keep, Render, KeepAt, RenderAt, const N:
     let tiles = plan.tile_count();
     let per_task = plan.tiles_per_task();
     let tasks = tiles.div_ceil(per_task);
-    (0..tasks)
-        .into_par_iter()
-        .for_each_init(Scratch::<T, K, A>::default, |scratch, task| {
-            let tiles = task * per_task..((task + 1) * per_task).min(tiles);
-            #[cfg(target_arch = "x86_64")]
-            if std::arch::is_x86_feature_detected!("avx2") {
-                // SAFETY: the CPU supports AVX2 (checked just above).
-                return unsafe { run_tiles_avx2(&plan, &src, tiles, &sinks, levels, scratch) };
-            }
-            run_tiles(&plan, &src, tiles, &sinks, levels, scratch);
-        });
+    threads::for_each_init((0..tasks).collect(), Scratch::<T, K, A>::default, |scratch, task| {
+        let tiles = task * per_task..((task + 1) * per_task).min(tiles);
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("avx2") {
+            // SAFETY: the CPU supports AVX2 (checked just above).
+            return unsafe { run_tiles_avx2(&plan, &src, tiles, &sinks, levels, scratch) };
+        }
+        run_tiles(&plan, &src, tiles, &sinks, levels, scratch);
+    });
 }
 
 /// Runs a range of tiles; inlined into an AVX2 build and a portable one. Both do the
@@ -333,7 +331,7 @@ impl Plan {
     fn tiles_per_task(&self) -> usize {
         let tile_volume: usize = self.tile_extent.iter().product();
         let by_size = (1usize << 16).div_ceil(tile_volume.max(1));
-        let threads = rayon::current_num_threads().max(1);
+        let threads = threads::current_threads();
         let by_balance = self.tile_count().div_ceil(threads * 8);
         by_size.min(by_balance).max(1)
     }

@@ -11,10 +11,10 @@
 use std::marker::PhantomData;
 
 use ndarray::{ArrayViewD, ArrayViewMutD, ShapeBuilder};
-use rayon::prelude::*;
 
 use crate::cascade::prefetch;
 use crate::shape::{pad_dims, Dims, MAX_NDIM};
+use crate::threads;
 
 /// A read-only n-d array of any layout (negative and zero strides included), padded to
 /// `MAX_NDIM` axes.
@@ -302,21 +302,20 @@ pub(crate) fn reduce_level_rendered<S, R, K, T>(
     match state {
         Some(state) => {
             assert_eq!(state.len(), rendered.len());
-            rendered
-                .par_chunks_mut(chunk_len)
-                .zip(state.par_chunks_mut(chunk_len))
+            let tasks: Vec<_> = rendered
+                .chunks_mut(chunk_len)
+                .zip(state.chunks_mut(chunk_len))
                 .enumerate()
-                .for_each_init(RowScratch::default, |scratch, (task, (out, kept))| {
-                    process(scratch, task * chunk_len, out, Some(kept))
-                });
+                .collect();
+            threads::for_each_init(tasks, RowScratch::default, |scratch, (task, (out, kept))| {
+                process(scratch, task * chunk_len, out, Some(kept))
+            });
         }
         None => {
-            rendered
-                .par_chunks_mut(chunk_len)
-                .enumerate()
-                .for_each_init(RowScratch::default, |scratch, (task, out)| {
-                    process(scratch, task * chunk_len, out, None)
-                });
+            let tasks: Vec<_> = rendered.chunks_mut(chunk_len).enumerate().collect();
+            threads::for_each_init(tasks, RowScratch::default, |scratch, (task, out)| {
+                process(scratch, task * chunk_len, out, None)
+            });
         }
     }
 }
@@ -345,16 +344,15 @@ pub(crate) fn reduce_windows<S, T>(
         out_shape: &out_shape,
         reduce: &reduce,
     };
-    out.par_chunks_mut(chunk_len)
-        .enumerate()
-        .for_each_init(WindowScratch::default, |scratch, (task, out)| {
-            #[cfg(target_arch = "x86_64")]
-            if std::arch::is_x86_feature_detected!("avx2") {
-                // SAFETY: the CPU supports AVX2 (checked just above).
-                return unsafe { gather_and_reduce_rows_avx2(&job, task * chunk_len, out, scratch) };
-            }
-            gather_and_reduce_rows(&job, task * chunk_len, out, scratch)
-        });
+    let tasks: Vec<_> = out.chunks_mut(chunk_len).enumerate().collect();
+    threads::for_each_init(tasks, WindowScratch::default, |scratch, (task, out)| {
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("avx2") {
+            // SAFETY: the CPU supports AVX2 (checked just above).
+            return unsafe { gather_and_reduce_rows_avx2(&job, task * chunk_len, out, scratch) };
+        }
+        gather_and_reduce_rows(&job, task * chunk_len, out, scratch)
+    });
 }
 
 /// What every output row of one level of `reduce_windows` needs.
@@ -604,7 +602,7 @@ fn elements_per_task(out_shape: &Dims, out_len: usize) -> usize {
     assert_eq!(out_len, out_shape.iter().product::<usize>());
     let row_len = out_shape[0];
     let rows = out_len / row_len;
-    let threads = rayon::current_num_threads().max(1);
+    let threads = threads::current_threads();
     let by_size = MIN_ELEMENTS_PER_TASK.div_ceil(row_len);
     let by_balance = rows.div_ceil(threads * 8);
     row_len * by_size.max(by_balance).clamp(1, rows.max(1))

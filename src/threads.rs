@@ -1,8 +1,10 @@
 //! The worker pool. rayon's global pool cannot be resized, so the library keeps its own
 //! and replaces it when the caller asks for another size.
 
+use std::cell::RefCell;
 use std::sync::{Arc, RwLock};
 
+use rayon::iter::{IntoParallelIterator, ParallelIterator};
 use rayon::{ThreadPool, ThreadPoolBuilder};
 
 use crate::error::{Error, ErrorKind, Result};
@@ -60,6 +62,50 @@ pub fn num_threads() -> usize {
     pool().map_or(1, |p| p.current_num_threads())
 }
 
-pub(crate) fn install<R: Send>(work: impl FnOnce() -> Result<R> + Send) -> Result<R> {
-    pool()?.install(work)
+thread_local! {
+    /// The pool of the call this thread is running (see `install`).
+    static CALL_POOL: RefCell<Option<Arc<ThreadPool>>> = const { RefCell::new(None) };
+}
+
+/// Runs one call's work on the calling thread, with the pool of the moment for its
+/// parallel parts (`for_each_init`): the call keeps that pool to its end, whatever
+/// `set_num_threads` does meanwhile.
+pub(crate) fn install<R>(work: impl FnOnce() -> Result<R>) -> Result<R> {
+    struct Restore(Option<Arc<ThreadPool>>);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            CALL_POOL.set(self.0.take());
+        }
+    }
+    let _restore = Restore(CALL_POOL.replace(Some(pool()?)));
+    work()
+}
+
+/// The number of threads the running call's work is spread over.
+pub(crate) fn current_threads() -> usize {
+    CALL_POOL.with_borrow(|pool| pool.as_ref().map_or(1, |pool| pool.current_num_threads()))
+}
+
+/// `task` on every item, with a state from `init` per worker, on the running call's
+/// pool; a single item, or a pool of one worker, runs on the calling thread. Handing
+/// work to a pool and waiting for it costs two thread wake-ups (50-100 us measured on a
+/// 2-vCPU VM, the time one thread takes to average a 1 MiB mip), so calls too small to
+/// split stay on the caller's thread. Where an item runs never changes its result.
+pub(crate) fn for_each_init<Item: Send, State>(
+    items: Vec<Item>,
+    init: impl Fn() -> State + Sync + Send,
+    task: impl Fn(&mut State, Item) + Sync + Send,
+) {
+    let pool = CALL_POOL.with_borrow(|pool| pool.clone());
+    match pool {
+        Some(pool) if items.len() > 1 && pool.current_num_threads() > 1 => {
+            pool.install(|| items.into_par_iter().for_each_init(init, task))
+        }
+        _ => {
+            let mut state = init();
+            for item in items {
+                task(&mut state, item);
+            }
+        }
+    }
 }

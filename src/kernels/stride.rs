@@ -2,13 +2,13 @@
 //! sampled every factor^k voxels, read straight from the input.
 
 use ndarray::{ArrayViewD, ArrayViewMutD};
-use rayon::prelude::*;
 
 use crate::cascade::prefetch;
 use crate::dtype::Element;
 use crate::engine::Source;
 use crate::shape::{pad_dims, Dims, MAX_NDIM};
 use crate::sink::Sink;
+use crate::threads;
 
 /// Output lines per parallel task.
 const LINES_PER_TASK: usize = 64;
@@ -74,7 +74,7 @@ fn copy_lines<T: Element>(src: &Source<'_, T>, sink: &Sink<T>, step: &Dims) {
             .map(|&axis| src.offset_of(axis, origin[axis] * step[axis]))
             .sum()
     };
-    (0..tasks).into_par_iter().for_each_init(Vec::new, |scratch, task| {
+    threads::for_each_init((0..tasks).collect(), Vec::new, |scratch, task| {
         let first = task * LINES_PER_TASK;
         let mut origin = [0usize; MAX_NDIM];
         let mut rest = first;
@@ -155,7 +155,8 @@ fn copy_transposed<T: Element>(src: &Source<'_, T>, sink: &Sink<T>, step: &Dims,
         (origin, extent, first_line)
     };
     let line_step = src.offset_of(out_axis, step[out_axis]);
-    (0..tiles.div_ceil(tiles_per_task)).into_par_iter().for_each_init(
+    threads::for_each_init(
+        (0..tiles.div_ceil(tiles_per_task)).collect(),
         || (vec![T::default(); tile * tile], Vec::new()),
         |(gathered, transposed), task| {
             let (first, end) = (task * tiles_per_task, ((task + 1) * tiles_per_task).min(tiles));
