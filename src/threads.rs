@@ -109,3 +109,71 @@ pub(crate) fn for_each_init<Item: Send, State>(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Mutex;
+    use std::thread::ThreadId;
+
+    /// Runs `f` as a call on a private pool of `threads` workers (the global pool is
+    /// left alone: other tests run calls at the same time).
+    fn on_pool<R>(threads: usize, f: impl FnOnce() -> R) -> R {
+        let previous = CALL_POOL.replace(Some(build(threads).unwrap()));
+        let result = f();
+        CALL_POOL.set(previous);
+        result
+    }
+
+    /// (item, thread it ran on, that thread's name) for every item, in the order run.
+    fn record(items: usize) -> Vec<(usize, ThreadId, Option<String>)> {
+        let seen = Mutex::new(Vec::new());
+        for_each_init(
+            (0..items).collect(),
+            || (),
+            |_, item| {
+                let me = std::thread::current();
+                seen.lock().unwrap().push((item, me.id(), me.name().map(str::to_owned)));
+            },
+        );
+        seen.into_inner().unwrap()
+    }
+
+    #[test]
+    fn many_items_on_a_pool_of_several_run_once_each_on_its_workers() {
+        let seen = on_pool(3, || record(100));
+        let mut items: Vec<usize> = seen.iter().map(|s| s.0).collect();
+        items.sort_unstable();
+        assert_eq!(items, (0..100).collect::<Vec<_>>());
+        for (item, _, name) in &seen {
+            let name = name.as_deref().unwrap_or("");
+            assert!(name.starts_with("tinybrain-"), "item {item} ran on {name:?}");
+        }
+        assert_eq!(on_pool(3, current_threads), 3);
+    }
+
+    #[test]
+    fn one_item_or_one_worker_runs_in_order_on_the_calling_thread() {
+        let caller = std::thread::current().id();
+        for (threads, items) in [(3, 1), (1, 1), (1, 50), (2, 0)] {
+            let seen = on_pool(threads, || record(items));
+            let order: Vec<usize> = seen.iter().map(|s| s.0).collect();
+            assert_eq!(
+                order,
+                (0..items).collect::<Vec<_>>(),
+                "{threads} threads, {items} items"
+            );
+            assert!(seen.iter().all(|s| s.1 == caller), "{threads} threads, {items} items");
+        }
+        assert_eq!(on_pool(1, current_threads), 1);
+    }
+
+    #[test]
+    fn outside_a_call_work_stays_on_the_calling_thread() {
+        let caller = std::thread::current().id();
+        let seen = record(10);
+        assert_eq!(seen.len(), 10);
+        assert!(seen.iter().all(|s| s.1 == caller));
+        assert_eq!(current_threads(), 1);
+    }
+}
