@@ -37,9 +37,11 @@ pub(crate) trait BlockReducer<S: Copy, const N: usize>: Sync {
     /// Interior blocks of whole lines when the line axis is the first factor axis:
     /// result x reduces the block lines[0][2x], lines[0][2x+1], lines[1][2x], ... (N/2
     /// lines, in scan order). Reducers that can fold one line at a time override this,
-    /// so the lines are read one after the other, in address order.
+    /// so the lines are read one after the other, in address order. `ahead` says where
+    /// reading goes on after these lines, for the overrides that read ahead.
     #[inline(always)]
-    fn reduce_line_pairs(&self, lines: &[&[S]], results: &mut [Self::Out]) {
+    fn reduce_line_pairs(&self, lines: &[&[S]], ahead: &ReadAhead<S>, results: &mut [Self::Out]) {
+        let _ = ahead;
         reduce_line_pairs_by_block(self, lines, results);
     }
     /// Interior blocks when the line axis is not a factor axis: result x reduces
@@ -511,37 +513,51 @@ fn reduce_level<S, R, T, K, KeepFn, RenderFn, const N: usize>(
     let lines_out: usize = target.shape.iter().product::<usize>() / out_len;
     let staging = plan.staged[k];
     target.staged.clear();
+    let layout = LineLayout::new(src, &target.shape, line_axis, across, &doubled);
+    // Next output line: axes other than the line axis, ascending.
+    let advance = |coords: &mut Dims| {
+        for axis in (0..MAX_NDIM).filter(|&a| a != line_axis) {
+            coords[axis] += 1;
+            if coords[axis] < target.shape[axis] {
+                break;
+            }
+            coords[axis] = 0;
+        }
+    };
+    let contiguous = src.stride(line_axis) == 1;
     let mut out_coords = [0usize; MAX_NDIM];
+    let (mut offsets, mut line_weights, mut all_real) = layout.lines_of::<N>(&out_coords);
+    let mut previous_offsets: Option<[isize; N]> = None;
     for line_index in 0..lines_out {
-        // The input lines of this output line, and their weights.
+        let mut next_coords = out_coords;
+        advance(&mut next_coords);
+        // Not `bool::then`: its closure was compiled out of line, and the arrays it
+        // returned through memory stalled store forwarding (a fifth of a 4-mip u8
+        // pyramid).
+        let next = if line_index + 1 < lines_out {
+            Some(layout.lines_of::<N>(&next_coords))
+        } else {
+            None
+        };
         let mut lines: [&[S]; N] = [&[]; N];
-        let mut line_weights = [1u32; N];
-        let mut all_real = true;
         let [g0, g1, g2, g3, g4, g5, g6, g7] = &mut *gathered;
         let mut buffers = [g0, g1, g2, g3, g4, g5, g6, g7].into_iter();
-        for (combo, line) in lines.iter_mut().enumerate().take(line_count) {
-            let mut offset = 0isize;
-            for axis in 0..MAX_NDIM {
-                if axis == line_axis {
-                    continue;
-                }
-                let mut c = out_coords[axis];
-                if let Some(bit) = across.iter().position(|&a| a == axis) {
-                    let upper = combo >> bit & 1 == 1;
-                    c = 2 * c + upper as usize;
-                    if c >= src.shape[axis] {
-                        // Past the end: replicate the last voxel.
-                        c = src.shape[axis] - 1;
-                        all_real = false;
-                        line_weights[combo] *= if upper { 0 } else { doubled(axis) };
-                    } else if !upper && c + 1 >= src.shape[axis] {
-                        line_weights[combo] *= doubled(axis);
-                    }
-                }
-                offset += src.offset_of(axis, c);
-            }
+        for (line, &offset) in lines.iter_mut().zip(&offsets).take(line_count) {
             *line = src.line(offset, line_axis, in_len, buffers.next().expect("8 buffers"));
         }
+        // Reading goes on in the next output line's input lines; after the tile's last
+        // one, a step further the same way, which is where the next tile starts when
+        // tiles follow each other along the same axis (a guess is harmless: it is only
+        // ever prefetched).
+        let next_offsets = match (&next, previous_offsets) {
+            (Some((next_offsets, _, _)), _) => Some(*next_offsets),
+            (None, Some(previous)) => Some(std::array::from_fn(|j| 2 * offsets[j] - previous[j])),
+            (None, None) => None,
+        };
+        let ahead = match next_offsets {
+            Some(next_offsets) if contiguous => ReadAhead::at(next_offsets.map(|offset| src.address_of(offset))),
+            _ => ReadAhead::past_ends(&lines[..line_count]),
+        };
         // A line whose pair partner is missing was weighed above; the weights only
         // matter at edges, so interior lines take the plain loops.
         let weights = (R::WEIGHTED && !all_real).then_some(&line_weights);
@@ -549,9 +565,9 @@ fn reduce_level<S, R, T, K, KeepFn, RenderFn, const N: usize>(
             Some(position) => {
                 let x_weight = doubled(line_axis);
                 if position == 0 {
-                    reduce_pairs::<S, R, N, true>(&lines, weights, x_weight, position, reducer, results);
+                    reduce_pairs::<S, R, N, true>(&lines, &ahead, weights, x_weight, position, reducer, results);
                 } else {
-                    reduce_pairs::<S, R, N, false>(&lines, weights, x_weight, position, reducer, results);
+                    reduce_pairs::<S, R, N, false>(&lines, &ahead, weights, x_weight, position, reducer, results);
                 }
             }
             None => reduce_stacked(&lines, weights, reducer, results),
@@ -573,14 +589,11 @@ fn reduce_level<S, R, T, K, KeepFn, RenderFn, const N: usize>(
                 *slot = (target.keep)(a);
             }
         }
-        // Next output line: axes other than the line axis, ascending.
-        for axis in (0..MAX_NDIM).filter(|&a| a != line_axis) {
-            out_coords[axis] += 1;
-            if out_coords[axis] < target.shape[axis] {
-                break;
-            }
-            out_coords[axis] = 0;
+        previous_offsets = Some(offsets);
+        if let Some(next) = next {
+            (offsets, line_weights, all_real) = next;
         }
+        out_coords = next_coords;
     }
     if staging {
         target.sink.write_region(
@@ -593,11 +606,81 @@ fn reduce_level<S, R, T, K, KeepFn, RenderFn, const N: usize>(
     }
 }
 
+/// Where the input lines of each output line of a level's tile start, and how much
+/// each weighs.
+struct LineLayout<'a> {
+    /// The axes output lines step along, with the input step of one output voxel on each.
+    steps: [(usize, isize); MAX_NDIM],
+    step_count: usize,
+    /// The factor axes across lines, the input's shape and strides on them, and the
+    /// weight of a real voxel standing for its missing partner.
+    across: &'a [usize],
+    shape: Dims,
+    strides: [isize; MAX_NDIM],
+    doubled: [u32; MAX_NDIM],
+}
+
+impl<'a> LineLayout<'a> {
+    fn new<S: Copy>(
+        src: &Source<'_, S>,
+        out_shape: &Dims,
+        line_axis: usize,
+        across: &'a [usize],
+        doubled: &impl Fn(usize) -> u32,
+    ) -> Self {
+        let mut steps = [(0usize, 0isize); MAX_NDIM];
+        let mut step_count = 0;
+        for axis in (0..MAX_NDIM).filter(|&a| a != line_axis && out_shape[a] > 1) {
+            let voxels = if across.contains(&axis) { 2 } else { 1 };
+            steps[step_count] = (axis, src.offset_of(axis, voxels));
+            step_count += 1;
+        }
+        LineLayout {
+            steps,
+            step_count,
+            across,
+            shape: src.shape,
+            strides: std::array::from_fn(|axis| src.stride(axis)),
+            doubled: std::array::from_fn(doubled),
+        }
+    }
+
+    /// The offsets and weights of the input lines of the output line at `coords`: the
+    /// lower corner of its blocks, one stride further along each across axis whose bit
+    /// is set in the line's index. Past the end of an axis the last voxel stands in for
+    /// the missing one. And whether every line is real.
+    #[inline(always)]
+    fn lines_of<const N: usize>(&self, coords: &Dims) -> ([isize; N], [u32; N], bool) {
+        let corner: isize = self.steps[..self.step_count]
+            .iter()
+            .map(|&(axis, step)| coords[axis] as isize * step)
+            .sum();
+        let mut offsets = [corner; N];
+        let mut weights = [1u32; N];
+        let mut all_real = true;
+        let line_count = 1usize << self.across.len();
+        for (bit, &axis) in self.across.iter().enumerate() {
+            let has_upper = 2 * coords[axis] + 1 < self.shape[axis];
+            all_real &= has_upper;
+            for combo in 0..line_count.min(N) {
+                let upper = combo >> bit & 1 == 1;
+                if has_upper {
+                    offsets[combo] += if upper { self.strides[axis] } else { 0 };
+                } else {
+                    weights[combo] *= if upper { 0 } else { self.doubled[axis] };
+                }
+            }
+        }
+        (offsets, weights, all_real)
+    }
+}
+
 /// The line axis is a factor axis, at `position` among them: output voxel x reduces
 /// voxels 2x and 2x+1 of each of the N/2 lines. `ROW_FIRST` is `position == 0`.
 #[inline(always)]
 fn reduce_pairs<S: Copy, R: BlockReducer<S, N>, const N: usize, const ROW_FIRST: bool>(
     lines: &[&[S]; N],
+    ahead: &ReadAhead<S>,
     line_weights: Option<&[u32; N]>,
     x_weight: u32,
     position: usize,
@@ -621,7 +704,7 @@ fn reduce_pairs<S: Copy, R: BlockReducer<S, N>, const N: usize, const ROW_FIRST:
         assert_eq!(line.len(), in_len);
     }
     match line_weights {
-        None if ROW_FIRST => reducer.reduce_line_pairs(&lines[..half], &mut results[..pairs]),
+        None if ROW_FIRST => reducer.reduce_line_pairs(&lines[..half], ahead, &mut results[..pairs]),
         None => {
             for (x, result) in results[..pairs].iter_mut().enumerate() {
                 let block: [S; N] = std::array::from_fn(|i| {
@@ -730,21 +813,108 @@ pub(crate) fn run_family<T, K, A, First, Next, Keep, Render, KeepAt, RenderAt>(
     }
 }
 
-/// Results per chunk of a line loop (see `prefetch_ahead`).
+/// Results per chunk of a line loop (see `ReadAhead`).
 pub(crate) const LINE_CHUNK: usize = 32;
 
 /// How far ahead of its use a line is read into cache, in bytes.
 const PREFETCH_DISTANCE: usize = 2048;
 
-/// Asks for the cache lines `PREFETCH_DISTANCE` bytes past elements `position ..
-/// position + len` of `line` (which may lie past its end: the next line, usually).
-/// The hardware prefetcher does not keep up with lines of a few KiB read two at a
-/// time. Every cache line of the span is asked for: a chunk of 64 wide values spans
-/// several (asking for the first only left 32- and 64-bit lines waiting on memory).
-#[inline(always)]
-pub(crate) fn prefetch_ahead<S>(line: &[S], position: usize, len: usize) {
-    let size = std::mem::size_of::<S>().max(1);
-    prefetch(line.as_ptr().wrapping_add(position + PREFETCH_DISTANCE / size), len);
+/// Where reading goes on after the input lines of one output line: the start of each
+/// of the next output line's input lines, in the same order. Line loops read
+/// `PREFETCH_DISTANCE` bytes ahead, and near the end of a line that is where the next
+/// reads are. The memory right after a line is often not that: the lower line of a 2x2
+/// block follows the upper one in memory, but it is read side by side with it, and the
+/// memory after it is read only by the next output line's upper line. Asking for the
+/// wrong lines there left the head of every lower line to demand misses: 2x2x2 u64
+/// mode ran at 60% of the read bandwidth.
+///
+/// The addresses are only ever prefetched, never read, so a wrong guess costs time only.
+pub(crate) struct ReadAhead<S> {
+    next: [*const S; MAX_LINES],
+}
+
+/// Input lines of one output line, at most (2x2x2 blocks across lines).
+const MAX_LINES: usize = 8;
+
+impl<S> ReadAhead<S> {
+    /// Reading goes on at `next[j]` after line j.
+    pub(crate) fn at<const L: usize>(next: [*const S; L]) -> Self {
+        let mut all = [std::ptr::null(); MAX_LINES];
+        all[..L].copy_from_slice(&next);
+        ReadAhead { next: all }
+    }
+
+    /// Reading goes on right after each line, in memory: the guess when nothing better
+    /// is known.
+    pub(crate) fn past_ends(lines: &[&[S]]) -> Self {
+        let mut next = [std::ptr::null(); MAX_LINES];
+        for (next, line) in next.iter_mut().zip(lines) {
+            *next = line.as_ptr_range().end;
+        }
+        ReadAhead { next }
+    }
+
+    /// The same addresses, for a kernel that sees the lines as another type of the
+    /// same size.
+    pub(crate) fn cast<W>(&self) -> ReadAhead<W> {
+        assert_eq!(std::mem::size_of::<S>(), std::mem::size_of::<W>());
+        ReadAhead {
+            next: self.next.map(|p| p.cast::<W>()),
+        }
+    }
+
+    /// Line `j` of `lines`, read side by side with the others: past its end, reading
+    /// goes on in line j of the next output line.
+    #[inline(always)]
+    pub(crate) fn side_by_side(&self, lines: &[&[S]], j: usize) -> LineAhead<S> {
+        LineAhead::new(lines[j], self.next[j])
+    }
+
+    /// Line `j` of `lines`, read after line j - 1: past its end, reading goes on in line
+    /// j + 1, and after the last line in the next output line's first.
+    #[inline(always)]
+    pub(crate) fn in_turn(&self, lines: &[&[S]], j: usize) -> LineAhead<S> {
+        LineAhead::new(lines[j], lines.get(j + 1).map_or(self.next[0], |line| line.as_ptr()))
+    }
+}
+
+/// One line and where reading goes on after it, set up once per line so a line loop
+/// pays a compare and a select per prefetch.
+pub(crate) struct LineAhead<S> {
+    line: *const S,
+    len: usize,
+    /// Where reading goes on, less the line's length: element i past the line's start
+    /// lies here + i once i reaches the length.
+    then_from_start: *const S,
+}
+
+impl<S> LineAhead<S> {
+    #[inline(always)]
+    fn new(line: &[S], then: *const S) -> Self {
+        LineAhead {
+            line: line.as_ptr(),
+            len: line.len(),
+            then_from_start: then.wrapping_sub(line.len()),
+        }
+    }
+
+    /// The element `PREFETCH_DISTANCE` bytes past element `position`.
+    #[inline(always)]
+    fn ahead_of(&self, position: usize) -> *const S {
+        let ahead = position + PREFETCH_DISTANCE / std::mem::size_of::<S>().max(1);
+        let base = if ahead < self.len {
+            self.line
+        } else {
+            self.then_from_start
+        };
+        base.wrapping_add(ahead)
+    }
+
+    /// Asks for the `len` elements `PREFETCH_DISTANCE` bytes past element `position`.
+    #[inline(always)]
+    pub(crate) fn prefetch(&self, position: usize, len: usize) {
+        prefetch(self.ahead_of(position), len);
+    }
 }
 
 /// Asks for every cache line of the `len` elements from `start`, which need not be
@@ -764,5 +934,88 @@ pub(crate) fn prefetch<S>(start: *const S, len: usize) {
         };
         #[cfg(not(target_arch = "x86_64"))]
         let _ = (start, offset);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ndarray::{ArrayD, IxDyn, ShapeBuilder};
+    use std::sync::Mutex;
+
+    /// Records, for every row it is handed, where its lines start and where it is told
+    /// reading goes on; reduces nothing.
+    struct RowRecorder {
+        rows: Mutex<Vec<([*const u64; 2], [*const u64; 2])>>,
+    }
+
+    // SAFETY: the pointers are only compared, never read.
+    unsafe impl Sync for RowRecorder {}
+
+    impl BlockReducer<u64, 4> for RowRecorder {
+        type Out = u64;
+        fn reduce(&self, _block: &[u64; 4]) -> u64 {
+            0
+        }
+        fn reduce_line_pairs(&self, lines: &[&[u64]], ahead: &ReadAhead<u64>, _results: &mut [u64]) {
+            let starts = [lines[0].as_ptr(), lines[1].as_ptr()];
+            self.rows.lock().unwrap().push((starts, [ahead.next[0], ahead.next[1]]));
+        }
+    }
+
+    /// Every row is told that reading goes on in the lines of the row handed over next:
+    /// within a tile, and from a tile's last row to the next tile's first, on a volume
+    /// split into several tiles along y and z (one thread, so tiles come in order).
+    #[test]
+    fn each_row_reads_ahead_into_the_next_rows_lines() {
+        // 512 u64 per line: a tile (256 KiB) holds 64 of the 256 lines of a plane.
+        let shape = [512, 256, 3];
+        let input = ArrayD::<u64>::zeros(IxDyn(&shape).f());
+        let mut output = ArrayD::<u64>::zeros(IxDyn(&[256, 128, 3]).f());
+        let recorder = || RowRecorder {
+            rows: Mutex::new(Vec::new()),
+        };
+        let levels = Levels {
+            first: recorder(),
+            next: recorder(),
+            keep: |_| |&v: &u64| v,
+            render: |_| |&v: &u64| v,
+        };
+        run::<u64, u64, u64, _, _, _, _, _, _, 4>(&input.view(), &[0, 1], &mut [output.view_mut()], &levels);
+        let rows = levels.first.rows.into_inner().unwrap();
+        assert_eq!(rows.len(), 128 * 3);
+        for pair in rows.windows(2) {
+            let ((_, ahead), (next_lines, _)) = (pair[0], pair[1]);
+            assert_eq!(ahead, next_lines);
+        }
+    }
+
+    #[test]
+    fn lines_read_side_by_side_go_on_in_their_own_next_line_and_lines_read_in_turn_in_the_following_one() {
+        let data = [0u8; 4096];
+        let lines: [&[u8]; 2] = [&data[0..100], &data[100..200]];
+        let next = [data[1000..].as_ptr(), data[2000..].as_ptr()];
+        let ahead = ReadAhead::at(next);
+        let distance = PREFETCH_DISTANCE;
+        // Inside the line: ahead in the line itself.
+        let long = [&data[..]];
+        assert_eq!(
+            ReadAhead::at(next).side_by_side(&long, 0).ahead_of(10),
+            data[10 + distance..].as_ptr()
+        );
+        // Past the end of a line read side by side: as far on in its next line.
+        let past = 50 + distance - 100;
+        assert_eq!(ahead.side_by_side(&lines, 0).ahead_of(50), next[0].wrapping_add(past));
+        assert_eq!(ahead.side_by_side(&lines, 1).ahead_of(50), next[1].wrapping_add(past));
+        // Read in turn: line 0 goes on in line 1, line 1 in the next row's line 0.
+        assert_eq!(
+            ahead.in_turn(&lines, 0).ahead_of(50),
+            lines[1].as_ptr().wrapping_add(past)
+        );
+        assert_eq!(ahead.in_turn(&lines, 1).ahead_of(50), next[0].wrapping_add(past));
+        // Past the ends, when nothing better is known.
+        let guess = ReadAhead::past_ends(&lines);
+        assert_eq!(guess.next[0], lines[1].as_ptr());
+        assert_eq!(guess.next[1], data[200..].as_ptr());
     }
 }

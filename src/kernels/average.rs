@@ -13,7 +13,7 @@ use std::ops::AddAssign;
 
 use ndarray::{ArrayViewD, ArrayViewMutD};
 
-use crate::cascade::{self, BlockReducer, Levels};
+use crate::cascade::{self, BlockReducer, Levels, ReadAhead};
 use crate::dtype::{AveragingClass, Element};
 use crate::engine::{fill_output, reduce_level_rendered, Edge, Reducer, Source, Window};
 use crate::error::{bail, Result};
@@ -646,19 +646,20 @@ where
         self.sum.reduce_stacked_lines(lines, results)
     }
     #[inline(always)]
-    fn reduce_line_pairs(&self, lines: &[&[S]], results: &mut [A]) {
+    fn reduce_line_pairs(&self, lines: &[&[S]], ahead: &ReadAhead<S>, results: &mut [A]) {
         #[cfg(target_arch = "x86_64")]
         let done = match (as_slices_of::<S, u8, N>(lines), as_mut_slice_of::<A, u16>(results)) {
             (Some(bytes), Some(words)) if std::arch::is_x86_feature_detected!("avx2") => {
+                let (bytes, ahead) = (&bytes[..lines.len()], ahead.cast());
                 // SAFETY: the CPU has AVX2 (checked just above).
-                unsafe { x86::byte_pair_sums::<COUNTING>(&bytes[..lines.len()], words, self.count_shift) }
+                unsafe { x86::byte_pair_sums::<COUNTING>(bytes, &ahead, words, self.count_shift) }
             }
             _ => 0,
         };
         #[cfg(not(target_arch = "x86_64"))]
         let done = 0;
         let rest: [&[S]; N] = std::array::from_fn(|i| lines.get(i).map_or(&[][..], |line| &line[2 * done..]));
-        BlockReducer::<S, N>::reduce_line_pairs(&self.sum, &rest[..lines.len()], &mut results[done..]);
+        BlockReducer::<S, N>::reduce_line_pairs(&self.sum, &rest[..lines.len()], ahead, &mut results[done..]);
     }
 }
 
@@ -806,7 +807,7 @@ mod tests {
     ) -> Vec<u16> {
         // Garbage first: the first line must start each total from zero.
         let mut results = vec![0xAAAAu16; len];
-        reducer.reduce_line_pairs(lines, &mut results);
+        reducer.reduce_line_pairs(lines, &ReadAhead::past_ends(lines), &mut results);
         results
     }
 
@@ -875,9 +876,9 @@ mod tests {
             // SAFETY: the CPU has AVX2 (checked above).
             let done = unsafe {
                 if counting {
-                    x86::byte_pair_sums::<true>(&lines, &mut results, 11)
+                    x86::byte_pair_sums::<true>(&lines, &ReadAhead::past_ends(&lines), &mut results, 11)
                 } else {
-                    x86::byte_pair_sums::<false>(&lines, &mut results, 11)
+                    x86::byte_pair_sums::<false>(&lines, &ReadAhead::past_ends(&lines), &mut results, 11)
                 }
             };
             assert_eq!(done, 128);

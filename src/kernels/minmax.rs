@@ -3,7 +3,7 @@
 
 use ndarray::{ArrayViewD, ArrayViewMutD};
 
-use crate::cascade::{self, BlockReducer};
+use crate::cascade::{self, BlockReducer, ReadAhead};
 use crate::dtype::Element;
 use crate::engine::{reduce_level, Edge, Reducer, Window};
 use crate::kernels::same_type_levels;
@@ -68,7 +68,7 @@ impl<T: Element, const N: usize, const MAX: bool> BlockReducer<T, N> for Pick<MA
     }
     /// Folds a line at a time, in scan order as `reduce` does: the same result.
     #[inline(always)]
-    fn reduce_line_pairs(&self, lines: &[&[T]], results: &mut [T]) {
+    fn reduce_line_pairs(&self, lines: &[&[T]], _ahead: &ReadAhead<T>, results: &mut [T]) {
         results.fill(Self::identity());
         for line in lines {
             for (best, pair) in results.iter_mut().zip(line.chunks_exact(2)) {

@@ -3,7 +3,7 @@
 
 use ndarray::{ArrayViewD, ArrayViewMutD};
 
-use crate::cascade::{self, prefetch_ahead, BlockReducer, LINE_CHUNK};
+use crate::cascade::{self, BlockReducer, ReadAhead, LINE_CHUNK};
 use crate::dtype::Element;
 use crate::engine::{reduce_windows, Edge, Window, WindowRows};
 use crate::kernels::same_type_levels;
@@ -41,16 +41,17 @@ impl<T: Element> BlockReducer<T, 4> for TwoByTwoRule {
     }
     /// The two lines of a row of blocks side by side, pair by pair.
     #[inline(always)]
-    fn reduce_line_pairs(&self, lines: &[&[T]], results: &mut [T]) {
+    fn reduce_line_pairs(&self, lines: &[&[T]], ahead: &ReadAhead<T>, results: &mut [T]) {
         let [upper, lower] = lines else {
             unreachable!("a 2x2 block spans two lines")
         };
         // In chunks, with both lines read ahead: they are read side by side, which the
         // hardware prefetcher alone does not keep fed.
+        let (upper_ahead, lower_ahead) = (ahead.side_by_side(lines, 0), ahead.side_by_side(lines, 1));
         for (chunk, results) in results.chunks_mut(LINE_CHUNK).enumerate() {
             let start = 2 * LINE_CHUNK * chunk;
-            prefetch_ahead(upper, start, 2 * LINE_CHUNK);
-            prefetch_ahead(lower, start, 2 * LINE_CHUNK);
+            upper_ahead.prefetch(start, 2 * LINE_CHUNK);
+            lower_ahead.prefetch(start, 2 * LINE_CHUNK);
             let pairs = upper[start..].chunks_exact(2).zip(lower[start..].chunks_exact(2));
             if self.sparse {
                 for (result, (ab, cd)) in results.iter_mut().zip(pairs) {
@@ -122,14 +123,14 @@ impl<T: Element> BlockReducer<T, 8> for MostFrequentOfEight {
     /// 32- and 64-bit labels go through the AVX2 kernel, a vector of blocks at a time;
     /// whatever it leaves (the row's tail, other widths, other CPUs) block by block.
     #[inline(always)]
-    fn reduce_line_pairs(&self, lines: &[&[T]], results: &mut [T]) {
+    fn reduce_line_pairs(&self, lines: &[&[T]], ahead: &ReadAhead<T>, results: &mut [T]) {
         #[cfg(target_arch = "x86_64")]
         let done = match std::mem::size_of::<T>() {
             4 => with_label_words::<T, u32>(lines, results, |lines, results| {
-                x86::most_frequent_of_eight(lines, results, self.sparse)
+                x86::most_frequent_of_eight(lines, &ahead.cast(), results, self.sparse)
             }),
             8 => with_label_words::<T, u64>(lines, results, |lines, results| {
-                x86::most_frequent_of_eight(lines, results, self.sparse)
+                x86::most_frequent_of_eight(lines, &ahead.cast(), results, self.sparse)
             }),
             _ => 0,
         };
@@ -351,7 +352,7 @@ mod tests {
                     let rule = MostFrequentOfEight { sparse };
                     let mut fast = vec![T::default(); blocks];
                     let mut by_block = vec![T::default(); blocks];
-                    rule.reduce_line_pairs(&lines, &mut fast);
+                    rule.reduce_line_pairs(&lines, &ReadAhead::past_ends(&lines), &mut fast);
                     cascade::reduce_line_pairs_by_block(&rule, &lines, &mut by_block);
                     let bits = |v: &[T]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
                     assert_eq!(bits(&fast), bits(&by_block), "{lines:?} sparse={sparse}");
@@ -381,7 +382,7 @@ mod tests {
         let line = [7u64; 18];
         let lines: [&[u64]; 4] = [&line; 4];
         let mut results = [0u64; 9];
-        let done = x86::most_frequent_of_eight(&lines, &mut results, false);
+        let done = x86::most_frequent_of_eight(&lines, &ReadAhead::past_ends(&lines), &mut results, false);
         let expected = if std::arch::is_x86_feature_detected!("avx2") {
             8
         } else {

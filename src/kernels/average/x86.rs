@@ -18,7 +18,7 @@ use std::arch::x86_64::{
     _mm_loadu_si128,
 };
 
-use crate::cascade::prefetch_ahead;
+use crate::cascade::ReadAhead;
 
 /// Results per vector: 16 lanes of 16 bits, from 32 bytes of each line.
 const LANES: usize = 16;
@@ -35,6 +35,7 @@ const LANES: usize = 16;
 #[target_feature(enable = "avx2")]
 pub(super) unsafe fn byte_pair_sums<const COUNTING: bool>(
     lines: &[&[u8]],
+    ahead: &ReadAhead<u8>,
     results: &mut [u16],
     count_shift: u32,
 ) -> usize {
@@ -43,10 +44,11 @@ pub(super) unsafe fn byte_pair_sums<const COUNTING: bool>(
     let shift = _mm_cvtsi32_si128(count_shift as i32);
     for (index, line) in lines.iter().enumerate() {
         assert!(line.len() >= 2 * done);
+        let line_ahead = ahead.in_turn(lines, index);
         for x in (0..done).step_by(LANES) {
             if x % (2 * LANES) == 0 {
                 // One cache line of input per two vectors, as the scalar fold asks.
-                prefetch_ahead(line, 2 * x, 4 * LANES);
+                line_ahead.prefetch(2 * x, 4 * LANES);
             }
             // SAFETY: 2x + 32 <= 2 * done <= line.len() (asserted); loadu has no
             // alignment need.

@@ -10,7 +10,7 @@
 //! highest count is the first occurrence of the earliest most frequent label: the same
 //! winner as the scalar rule, voxel for voxel.
 
-use crate::cascade::prefetch_ahead;
+use crate::cascade::ReadAhead;
 use std::arch::x86_64::{
     __m256i, _mm256_add_epi32, _mm256_add_epi64, _mm256_andnot_si256, _mm256_blendv_epi8, _mm256_castps_si256,
     _mm256_castsi256_ps, _mm256_cmpeq_epi32, _mm256_cmpeq_epi64, _mm256_cmpgt_epi32, _mm256_cmpgt_epi64,
@@ -129,7 +129,12 @@ impl Lanes for u32 {
 /// Reduces the leading whole vectors' worth of blocks of a row of 2x2x2 blocks (result
 /// x reduces lines[j][2x] and lines[j][2x + 1] for j = 0..4, in scan order) and returns
 /// how many it did: none without AVX2, so the caller finishes the rest.
-pub(super) fn most_frequent_of_eight<L: Lanes>(lines: &[&[L]], results: &mut [L], sparse: bool) -> usize {
+pub(super) fn most_frequent_of_eight<L: Lanes>(
+    lines: &[&[L]],
+    ahead: &ReadAhead<L>,
+    results: &mut [L],
+    sparse: bool,
+) -> usize {
     if !std::arch::is_x86_feature_detected!("avx2") {
         return 0;
     }
@@ -145,9 +150,9 @@ pub(super) fn most_frequent_of_eight<L: Lanes>(lines: &[&[L]], results: &mut [L]
     // (asserted above).
     unsafe {
         if sparse {
-            rows::<L, true>(lines, &mut results[..done]);
+            rows::<L, true>(lines, ahead, &mut results[..done]);
         } else {
-            rows::<L, false>(lines, &mut results[..done]);
+            rows::<L, false>(lines, ahead, &mut results[..done]);
         }
     }
     done
@@ -157,13 +162,14 @@ pub(super) fn most_frequent_of_eight<L: Lanes>(lines: &[&[L]], results: &mut [L]
 /// AVX2 is available; every line holds at least 2 * results.len() values, and
 /// results.len() is a multiple of L::BLOCKS.
 #[target_feature(enable = "avx2")]
-unsafe fn rows<L: Lanes, const SPARSE: bool>(lines: [&[L]; 4], results: &mut [L]) {
+unsafe fn rows<L: Lanes, const SPARSE: bool>(lines: [&[L]; 4], ahead: &ReadAhead<L>, results: &mut [L]) {
+    // Four lines are read side by side, which the hardware prefetcher alone does not
+    // keep fed.
+    let lines_ahead: [_; 4] = std::array::from_fn(|j| ahead.side_by_side(&lines, j));
     for (group, out) in results.chunks_exact_mut(L::BLOCKS).enumerate() {
         let mut values = [_mm256_setzero_si256(); 8];
-        for line in lines {
-            // Four lines are read side by side, which the hardware prefetcher alone
-            // does not keep fed.
-            prefetch_ahead(line, 2 * L::BLOCKS * group, 2 * L::BLOCKS);
+        for line_ahead in &lines_ahead {
+            line_ahead.prefetch(2 * L::BLOCKS * group, 2 * L::BLOCKS);
         }
         for (j, line) in lines.iter().enumerate() {
             // SAFETY: the pairs of this group end at 2 * L::BLOCKS * (group + 1) <=
