@@ -13,7 +13,7 @@ use std::ops::AddAssign;
 
 use ndarray::{ArrayViewD, ArrayViewMutD};
 
-use crate::cascade::{self, BlockReducer, Levels, ReadAhead};
+use crate::cascade::{self, BlockReducer, KeepState, KeptAsIs, Levels, ReadAhead};
 use crate::dtype::{AveragingClass, Element};
 use crate::engine::{fill_output, reduce_level_rendered, Edge, Reducer, Source, Window};
 use crate::error::{bail, Result};
@@ -203,15 +203,9 @@ fn shifted_accumulator<T: Element, A: ShiftedAccumulator>(
         .collect();
     let levels = Levels {
         first: BytePairSums::<_, false, false>::new(BlockSum(A::widen::<T>), 0),
-        next: BlockSum::<_, false>(|a: A| a),
-        keep: |mip: usize| {
-            let shift = shifts[mip].1;
-            move |&acc: &A| acc >> shift
-        },
-        render: |mip: usize| {
-            let shift = shifts[mip].0;
-            move |&acc: &A| T::from_i128(acc.shift_toward_zero(shift).to_i128())
-        },
+        next: KeptSums,
+        keep: |mip: usize| KeptShifted { shift: shifts[mip].1 },
+        render: |mip: usize| ShiftedRender { shift: shifts[mip].0 },
     };
     cascade::run_family(input, family, outputs, &levels);
 }
@@ -408,7 +402,7 @@ fn exact_mean<T: Element, A: MeanAccumulator>(
         let levels = Levels {
             first: BlockSum::<_, true>(|v: T| A::from_element(v)),
             next: BlockSum::<_, true>(|sum: A| sum),
-            keep: |_| |&sum: &A| sum,
+            keep: |_| KeptAsIs,
             render: |mip: usize| {
                 let count = counts[mip];
                 move |&sum: &A| A::render::<T>(Weighted { sum, count }, division)
@@ -421,7 +415,7 @@ fn exact_mean<T: Element, A: MeanAccumulator>(
         let levels = Levels {
             first: BlockSum::<_, true>(weigh),
             next: BlockSum::<_, true>(same),
-            keep: |_| |&w: &Weighted<A>| w,
+            keep: |_| KeptAsIs,
             render: |_| move |&w: &Weighted<A>| A::render::<T>(w, division),
         };
         cascade::run_family(input, family, outputs, &levels);
@@ -545,7 +539,7 @@ fn split_sum_mean<T: Element>(input: &ArrayViewD<'_, T>, family: Family, outputs
     let levels = Levels {
         first: BlockSum::<_, true>(move |v: T| SplitSum::of(v, split)),
         next: BlockSum::<_, true>(|sum: SplitSum| sum),
-        keep: |_| |&sum: &SplitSum| sum,
+        keep: |_| KeptAsIs,
         render: |mip: usize| {
             let shift = shifts[mip];
             move |&sum: &SplitSum| sum.mean::<T>(split, shift)
@@ -602,7 +596,7 @@ fn packed_sparse_mean<T: Element, P: PackedMean, const SUM_BITS: u32>(
     let levels = Levels {
         first: BytePairSums::<_, true, true>::new(BlockSum(|v: T| P::pack(v, SUM_BITS)), SUM_BITS),
         next: BlockSum::<_, true>(|p: P| p),
-        keep: |_| |&p: &P| p,
+        keep: |_| KeptAsIs,
         render: |_| PackedMeans::<SUM_BITS>,
     };
     cascade::run_family(input, family, outputs, &levels);
@@ -660,6 +654,90 @@ where
         let done = 0;
         let rest: [&[S]; N] = std::array::from_fn(|i| lines.get(i).map_or(&[][..], |line| &line[2 * done..]));
         BlockReducer::<S, N>::reduce_line_pairs(&self.sum, &rest[..lines.len()], ahead, &mut results[done..]);
+    }
+}
+
+/// The later levels of a shifted-accumulator pyramid: sums of the kept accumulators as
+/// they are (`BlockSum` of the identity). Rows of u16 pairs, those of u8 pyramids, go
+/// through AVX2 where the CPU has it, bit-identical; everything else through the sum.
+struct KeptSums;
+
+impl<A, const N: usize> BlockReducer<A, N> for KeptSums
+where
+    A: Copy + Default + Send + AddAssign + Scale + 'static,
+{
+    type Out = A;
+    const WEIGHTED: bool = false;
+    #[inline(always)]
+    fn reduce(&self, block: &[A; N]) -> A {
+        BlockReducer::<A, N>::reduce(&BlockSum::<_, false>(|a: A| a), block)
+    }
+    #[inline(always)]
+    fn reduce_stacked_lines(&self, lines: &[&[A]; N], results: &mut [A]) {
+        BlockSum::<_, false>(|a: A| a).reduce_stacked_lines(lines, results)
+    }
+    #[inline(always)]
+    fn reduce_line_pairs(&self, lines: &[&[A]], ahead: &ReadAhead<A>, results: &mut [A]) {
+        #[cfg(target_arch = "x86_64")]
+        let done = match (as_slices_of::<A, u16, N>(lines), as_mut_slice_of::<A, u16>(results)) {
+            (Some(words), Some(totals)) if std::arch::is_x86_feature_detected!("avx2") => {
+                // SAFETY: the CPU has AVX2 (checked just above).
+                unsafe { x86::word_pair_sums(&words[..lines.len()], totals) }
+            }
+            _ => 0,
+        };
+        #[cfg(not(target_arch = "x86_64"))]
+        let done = 0;
+        let rest: [&[A]; N] = std::array::from_fn(|i| lines.get(i).map_or(&[][..], |line| &line[2 * done..]));
+        let sum = BlockSum::<_, false>(|a: A| a);
+        BlockReducer::<A, N>::reduce_line_pairs(&sum, &rest[..lines.len()], ahead, &mut results[done..]);
+    }
+}
+
+/// Keeps a shifted accumulator for the next level: shifted right after the last mip of
+/// a cycle, as it is (and reduced into directly) otherwise.
+struct KeptShifted {
+    shift: u32,
+}
+
+impl<A: ShiftedAccumulator> KeepState<A, A> for KeptShifted {
+    #[inline(always)]
+    fn keep(&self, &acc: &A) -> A {
+        acc >> self.shift
+    }
+    #[inline(always)]
+    fn results_in<'a>(&self, kept: &'a mut [A]) -> std::result::Result<&'a mut [A], &'a mut [A]> {
+        if self.shift == 0 {
+            Ok(kept)
+        } else {
+            Err(kept)
+        }
+    }
+}
+
+/// Renders a line of shifted accumulators into a mip: each divided by 2^shift,
+/// truncated toward zero. u16 into u8 goes through AVX2 where the CPU has it,
+/// bit-identical; the rest value by value.
+struct ShiftedRender {
+    shift: u32,
+}
+
+impl<A: ShiftedAccumulator, T: Element> RenderLine<A, T> for ShiftedRender {
+    #[inline(always)]
+    fn render_line(&self, values: &[A], out: &mut [T]) {
+        #[cfg(target_arch = "x86_64")]
+        let done = match (as_slice_of::<A, u16>(values), as_mut_slice_of::<T, u8>(out)) {
+            (Some(words), Some(bytes)) if std::arch::is_x86_feature_detected!("avx2") => {
+                // SAFETY: the CPU has AVX2 (checked just above).
+                unsafe { x86::shifted_words_to_bytes(words, bytes, self.shift) }
+            }
+            _ => 0,
+        };
+        #[cfg(not(target_arch = "x86_64"))]
+        let done = 0;
+        for (slot, &acc) in out[done..].iter_mut().zip(&values[done..]) {
+            *slot = T::from_i128(acc.shift_toward_zero(self.shift).to_i128());
+        }
     }
 }
 
@@ -913,6 +991,61 @@ mod tests {
         let mut got = vec![0u8; beyond.len()];
         PackedMeans::<11>.render_line(&beyond, &mut got);
         assert_eq!(got, expected);
+    }
+
+    /// Rows of u16 pairs through `KeptSums` (AVX2 where the CPU has it) against sums
+    /// added one by one: lengths around the 16-lane vector, 2 and 4 lines, values up to
+    /// 65535 (signed in the kernel's multiply-add) in blocks whose totals fit, as a
+    /// pyramid's accumulators do.
+    fn kept_rows_agree<const N: usize>() {
+        let mut state = 5u64;
+        let mut next = || {
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (state >> 33) as u32
+        };
+        let lines_per_row = N / 2;
+        for len in [0usize, 1, 15, 16, 17, 31, 32, 33, 100, 515] {
+            let mut rows = vec![vec![0u16; 2 * len]; lines_per_row];
+            for x in 0..len {
+                // One value anywhere in the range, the rest sharing what is left.
+                let big = next() % 65536;
+                let share = (65535 - big) / (N as u32 - 1) + 1;
+                for i in 0..N {
+                    let v = if i == (x % N) { big } else { next() % share };
+                    rows[i / 2][2 * x + i % 2] = v as u16;
+                }
+            }
+            let lines: Vec<&[u16]> = rows.iter().map(Vec::as_slice).collect();
+            let mut got = vec![0xAAAAu16; len];
+            BlockReducer::<u16, N>::reduce_line_pairs(&KeptSums, &lines, &ReadAhead::past_ends(&lines), &mut got);
+            let want: Vec<u16> = (0..len)
+                .map(|x| (0..N).map(|i| u32::from(rows[i / 2][2 * x + i % 2])).sum::<u32>() as u16)
+                .collect();
+            assert_eq!(got, want, "{len} results, N = {N}");
+        }
+    }
+
+    #[test]
+    fn kept_sums_match_sums_added_one_by_one() {
+        kept_rows_agree::<4>();
+        kept_rows_agree::<8>();
+    }
+
+    /// Every u16 accumulator through `ShiftedRender` into u8 (AVX2 where the CPU has
+    /// it), for every shift a pyramid uses, against the scalar rendering, with a tail.
+    #[test]
+    fn shifted_render_of_u16_into_u8_matches_the_scalar_rendering() {
+        let values: Vec<u16> = (0..=u16::MAX).chain(0..21).collect();
+        for shift in 0..=8 {
+            let expected: Vec<u8> = values.iter().map(|&acc| (acc >> shift) as u8).collect();
+            let mut got = vec![0xAAu8; values.len()];
+            ShiftedRender { shift }.render_line(&values, &mut got);
+            if let Some(x) = (0..values.len()).find(|&x| got[x] != expected[x]) {
+                panic!("shift {shift}: {} gave {} want {}", values[x], got[x], expected[x]);
+            }
+        }
     }
 
     #[test]

@@ -9,7 +9,7 @@ pub(crate) mod stride;
 
 use ndarray::{ArrayViewD, ArrayViewMutD};
 
-use crate::cascade::{BlockReducer, Levels, ReadAhead, LINE_CHUNK};
+use crate::cascade::{BlockReducer, KeptAsIs, Levels, ReadAhead, LINE_CHUNK};
 use crate::dtype::Element;
 use crate::engine::{fill_output, Reducer, Source};
 
@@ -185,14 +185,14 @@ where
 #[allow(clippy::type_complexity)]
 pub(crate) fn same_type_levels<T: Copy, R: Clone>(
     reducer: R,
-) -> Levels<R, R, impl Fn(usize) -> fn(&T) -> T, impl Fn(usize) -> fn(&T) -> T> {
+) -> Levels<R, R, impl Fn(usize) -> KeptAsIs, impl Fn(usize) -> fn(&T) -> T> {
     fn copy<T: Copy>(v: &T) -> T {
         *v
     }
     Levels {
         first: reducer.clone(),
         next: reducer,
-        keep: |_| copy::<T> as fn(&T) -> T,
+        keep: |_| KeptAsIs,
         render: |_| copy::<T> as fn(&T) -> T,
     }
 }

@@ -12,10 +12,10 @@
 
 use std::arch::x86_64::{
     __m256i, _mm256_add_epi16, _mm256_and_si256, _mm256_blendv_epi8, _mm256_broadcastsi128_si256, _mm256_cmpgt_epi16,
-    _mm256_loadu_si256, _mm256_maddubs_epi16, _mm256_min_epu8, _mm256_mulhi_epu16, _mm256_or_si256,
-    _mm256_packus_epi16, _mm256_permute4x64_epi64, _mm256_set1_epi16, _mm256_set1_epi8, _mm256_shuffle_epi8,
-    _mm256_sll_epi16, _mm256_slli_epi16, _mm256_srl_epi16, _mm256_storeu_si256, _mm256_testz_si256, _mm_cvtsi32_si128,
-    _mm_loadu_si128,
+    _mm256_loadu_si256, _mm256_madd_epi16, _mm256_maddubs_epi16, _mm256_min_epu8, _mm256_mulhi_epu16, _mm256_or_si256,
+    _mm256_packus_epi16, _mm256_packus_epi32, _mm256_permute4x64_epi64, _mm256_set1_epi16, _mm256_set1_epi32,
+    _mm256_set1_epi8, _mm256_shuffle_epi8, _mm256_sll_epi16, _mm256_slli_epi16, _mm256_srl_epi16, _mm256_storeu_si256,
+    _mm256_testz_si256, _mm_cvtsi32_si128, _mm_loadu_si128,
 };
 
 use crate::cascade::ReadAhead;
@@ -73,6 +73,76 @@ pub(super) unsafe fn byte_pair_sums<const COUNTING: bool>(
         }
     }
     done
+}
+
+/// Writes results 0 .. 16 * (results.len() / 16): result x is the sum, in wrapping u16
+/// arithmetic, of words 2x and 2x + 1 of every line (the later levels of a u8 pyramid,
+/// whose 16-bit accumulators `BlockSum` adds up in scan order: wrapping sums do not
+/// depend on their order, so the totals are the same). The lines are a level's kept
+/// state, in L2: they are added up side by side, then pairwise, and each result is
+/// stored once. The compiler's code for the same loop split even and odd words apart
+/// with five shuffles per vector, and stored and reloaded the totals line by line.
+/// Returns the number of results written; the caller does the rest.
+///
+/// # Safety
+/// AVX2 is available.
+#[target_feature(enable = "avx2")]
+pub(super) unsafe fn word_pair_sums(lines: &[&[u16]], results: &mut [u16]) -> usize {
+    let Some((first, rest)) = lines.split_first() else {
+        return 0;
+    };
+    let done = results.len() / LANES * LANES;
+    for line in lines {
+        assert!(line.len() >= 2 * done);
+    }
+    let ones = _mm256_set1_epi16(1);
+    let low_words = _mm256_set1_epi32(0xFFFF);
+    for x in (0..done).step_by(LANES) {
+        // SAFETY: 2x + 32 <= 2 * done <= the length of every line (asserted); loadu has
+        // no alignment need.
+        let load = |line: &[u16], half: usize| unsafe { _mm256_loadu_si256(line.as_ptr().add(2 * x + half).cast()) };
+        let (mut low, mut high) = (load(first, 0), load(first, LANES));
+        for line in rest {
+            low = _mm256_add_epi16(low, load(line, 0));
+            high = _mm256_add_epi16(high, load(line, LANES));
+        }
+        // Each 32-bit lane: word 0 + word 1, taken as signed; its low 16 bits are the
+        // wrapping u16 sum, which the mask keeps in range of the unsigned pack.
+        let low = _mm256_and_si256(_mm256_madd_epi16(low, ones), low_words);
+        let high = _mm256_and_si256(_mm256_madd_epi16(high, ones), low_words);
+        // The pack interleaves the two vectors' halves; the permute puts them in order.
+        let sums = _mm256_permute4x64_epi64::<0b11_01_10_00>(_mm256_packus_epi32(low, high));
+        // SAFETY: x + 16 <= done <= results.len().
+        unsafe { _mm256_storeu_si256(results.as_mut_ptr().add(x).cast(), sums) };
+    }
+    done
+}
+
+/// Writes out[x] = (values[x] >> shift) as u8 for x in 0 .. 32 * (len / 32) and returns
+/// that count: a u8 pyramid's accumulators rendered into a mip. The compiler's code
+/// packed 128-bit halves, with twice the packs and stores.
+///
+/// # Safety
+/// AVX2 is available.
+#[target_feature(enable = "avx2")]
+pub(super) unsafe fn shifted_words_to_bytes(values: &[u16], out: &mut [u8], shift: u32) -> usize {
+    let len = values.len().min(out.len()) / (2 * LANES) * (2 * LANES);
+    let shift = _mm_cvtsi32_si128(shift as i32);
+    // `as u8` keeps the low byte; the mask makes the saturating pack do the same.
+    let low_bytes = _mm256_set1_epi16(0xFF);
+    for x in (0..len).step_by(2 * LANES) {
+        // SAFETY: x + 32 <= len <= values.len(); loadu has no alignment need.
+        let (first, second) = unsafe {
+            let at = values.as_ptr().add(x);
+            (_mm256_loadu_si256(at.cast()), _mm256_loadu_si256(at.add(LANES).cast()))
+        };
+        let first = _mm256_and_si256(_mm256_srl_epi16(first, shift), low_bytes);
+        let second = _mm256_and_si256(_mm256_srl_epi16(second, shift), low_bytes);
+        let bytes = _mm256_permute4x64_epi64::<0b11_01_10_00>(_mm256_packus_epi16(first, second));
+        // SAFETY: x + 32 <= len <= out.len().
+        unsafe { _mm256_storeu_si256(out.as_mut_ptr().add(x).cast(), bytes) };
+    }
+    len
 }
 
 /// ceil(2^16 / count) for counts 2..=15 (0 and 1 are taken as they are): a sum below
