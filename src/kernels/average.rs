@@ -838,17 +838,13 @@ fn volume(shape: &Dims) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::kernels::TestRandom;
 
     /// Blocks of extreme and random 64-bit values, weighted to a total of 2^shift,
     /// against the i128 sum divided toward zero, for every split and shift it allows.
     fn split_sums_agree_with_i128<T: Element>(pool: &[T], random: impl Fn(u64) -> T) {
-        let mut state = 7u64;
-        let mut next = || {
-            state = state
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            state
-        };
+        let mut rng = TestRandom(7);
+        let mut next = || rng.next();
         for split in 0..=SplitSum::MAX_SPLIT {
             for shift in [0, split / 2, split.saturating_sub(1), split] {
                 for _ in 0..50 {
@@ -893,13 +889,8 @@ mod tests {
     /// the scalar `BlockSum` fold, dense and packed with counts: lengths around the 16-lane
     /// vector (tails), the ends of the byte range, zeros, 2 and 4 lines.
     fn byte_pair_rows_agree<const N: usize>() {
-        let mut state = 11u64;
-        let mut next = || {
-            state = state
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            (state >> 33) as u8
-        };
+        let mut rng = TestRandom(11);
+        let mut next = || (rng.next() >> 33) as u8;
         for len in [0usize, 1, 15, 16, 17, 31, 32, 33, 64, 100, 515] {
             for odd in [0, 1] {
                 let rows: Vec<Vec<u8>> = (0..N / 2)
@@ -998,13 +989,8 @@ mod tests {
     /// 65535 (signed in the kernel's multiply-add) in blocks whose totals fit, as a
     /// pyramid's accumulators do.
     fn kept_rows_agree<const N: usize>() {
-        let mut state = 5u64;
-        let mut next = || {
-            state = state
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            (state >> 33) as u32
-        };
+        let mut rng = TestRandom(5);
+        let mut next = || (rng.next() >> 33) as u32;
         let lines_per_row = N / 2;
         for len in [0usize, 1, 15, 16, 17, 31, 32, 33, 100, 515] {
             let mut rows = vec![vec![0u16; 2 * len]; lines_per_row];

@@ -196,3 +196,20 @@ pub(crate) fn same_type_levels<T: Copy, R: Clone>(
         render: |_| copy::<T> as fn(&T) -> T,
     }
 }
+
+/// The kernels' unit tests draw their inputs from this 64-bit LCG (Knuth's MMIX
+/// constants): reproducible, and no dependency for a few random numbers.
+#[cfg(test)]
+pub(crate) struct TestRandom(pub u64);
+
+#[cfg(test)]
+impl TestRandom {
+    /// The next state; callers take the high bits, which cycle slowest.
+    pub(crate) fn next(&mut self) -> u64 {
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        self.0
+    }
+}

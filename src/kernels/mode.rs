@@ -329,19 +329,15 @@ pub(crate) fn downsample<T: Element>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::kernels::TestRandom;
 
     /// Rows of 2x2x2 blocks drawn from a few labels (so ties and repeats are common),
     /// through `reduce_line_pairs` (the AVX2 kernel and its tail) and block by block.
     /// The labels include bit patterns only a bitwise compare tells apart: 0.0 and
     /// -0.0, NaNs with two payloads, and all ones.
     fn rows_agree_with_block_rule<T: Element>(pool: &[T]) {
-        let mut state = 99u64;
-        let mut next = |n: usize| {
-            state = state
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            (state >> 33) as usize % n
-        };
+        let mut rng = TestRandom(99);
+        let mut next = |n: usize| (rng.next() >> 33) as usize % n;
         for sparse in [false, true] {
             for blocks in [0, 1, 3, 4, 5, 7, 8, 9, 16, 17, 33] {
                 for labels in [1, 2, 3, 8, pool.len()] {
@@ -397,19 +393,12 @@ mod tests {
     /// stops, and the stack and heap sort buffers are all reached).
     #[test]
     fn every_counting_path_agrees_with_pairwise_counting() {
-        let mut state = 12345u64;
+        let mut rng = TestRandom(12345);
         let mut paths = [0usize; 2];
         for labels in [2u8, 4, 9, 40] {
             for len in 1..=80 {
                 for _ in 0..20 {
-                    let values: Vec<u8> = (0..len)
-                        .map(|_| {
-                            state = state
-                                .wrapping_mul(6364136223846793005)
-                                .wrapping_add(1442695040888963407);
-                            (state >> 56) as u8 % labels
-                        })
-                        .collect();
+                    let values: Vec<u8> = (0..len).map(|_| (rng.next() >> 56) as u8 % labels).collect();
                     for sparse in [false, true] {
                         let expected = most_frequent_pairwise(&values, sparse);
                         let mut keyed = vec![(0u8, 0u32); len];
