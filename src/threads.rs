@@ -8,7 +8,11 @@ use rayon::{ThreadPool, ThreadPoolBuilder};
 
 use crate::error::{Error, ErrorKind, Result};
 
-static POOL: RwLock<Option<Arc<ThreadPool>>> = RwLock::new(None);
+/// The pools built so far and the one calls use now.
+static POOLS: RwLock<PoolCache> = RwLock::new(PoolCache::new());
+
+/// Pools of other sizes kept alive for a switch back (their threads sleep).
+const KEPT_POOLS: usize = 4;
 
 /// Environment variable read once for the default thread count.
 pub const NUM_THREADS_ENV: &str = "TINYBRAIN_NUM_THREADS";
@@ -35,15 +39,47 @@ fn build(threads: usize) -> Result<Arc<ThreadPool>> {
         })
 }
 
+/// The pools of the last few sizes asked for, the one in use last. Switching back to a
+/// size used before reuses its sleeping threads instead of starting new ones, so a
+/// program (or a benchmark) that alternates thread counts does not time each call on
+/// threads that have just been started.
+struct PoolCache {
+    pools: Vec<Arc<ThreadPool>>,
+}
+
+impl PoolCache {
+    const fn new() -> Self {
+        PoolCache { pools: Vec::new() }
+    }
+
+    fn current(&self) -> Option<&Arc<ThreadPool>> {
+        self.pools.last()
+    }
+
+    /// Makes the pool of `threads` workers the current one, building it if no kept pool
+    /// has that size, and drops the least recently used pools beyond `KEPT_POOLS`.
+    fn select(&mut self, threads: usize, build: impl FnOnce(usize) -> Result<Arc<ThreadPool>>) -> Result<()> {
+        let pool = match self.pools.iter().position(|p| p.current_num_threads() == threads) {
+            Some(i) => self.pools.remove(i),
+            None => build(threads)?,
+        };
+        self.pools.push(pool);
+        if self.pools.len() > KEPT_POOLS {
+            self.pools.remove(0);
+        }
+        Ok(())
+    }
+}
+
 fn pool() -> Result<Arc<ThreadPool>> {
-    if let Some(pool) = POOL.read().unwrap_or_else(|e| e.into_inner()).as_ref() {
+    if let Some(pool) = POOLS.read().unwrap_or_else(|e| e.into_inner()).current() {
         return Ok(pool.clone());
     }
-    let mut slot = POOL.write().unwrap_or_else(|e| e.into_inner());
-    if slot.is_none() {
-        *slot = Some(build(default_threads())?);
+    let mut pools = POOLS.write().unwrap_or_else(|e| e.into_inner());
+    if pools.current().is_none() {
+        pools.select(default_threads(), build)?;
     }
-    Ok(slot.as_ref().expect("just filled").clone())
+    Ok(pools.current().expect("just selected").clone())
 }
 
 /// Sets the number of worker threads for later calls (0 = the default: the
@@ -51,9 +87,7 @@ fn pool() -> Result<Arc<ThreadPool>> {
 /// running keep the pool they started with.
 pub fn set_num_threads(threads: usize) -> Result<()> {
     let threads = if threads == 0 { default_threads() } else { threads };
-    let new_pool = build(threads)?;
-    *POOL.write().unwrap_or_else(|e| e.into_inner()) = Some(new_pool);
-    Ok(())
+    POOLS.write().unwrap_or_else(|e| e.into_inner()).select(threads, build)
 }
 
 /// The number of worker threads calls use now.
@@ -212,6 +246,32 @@ mod tests {
             assert!(seen.iter().all(|s| s.1 == caller), "{threads} threads, {items} items");
         }
         assert_eq!(on_pool(1, current_threads), 1);
+    }
+
+    #[test]
+    fn switching_back_to_a_size_reuses_its_pool_and_only_the_last_few_are_kept() {
+        let mut cache = PoolCache::new();
+        let mut built = Vec::new();
+        let mut select = |cache: &mut PoolCache, threads| {
+            cache
+                .select(threads, |n| {
+                    built.push(n);
+                    build(n)
+                })
+                .unwrap();
+            cache.current().unwrap().clone()
+        };
+        let two = select(&mut cache, 2);
+        select(&mut cache, 1);
+        assert!(Arc::ptr_eq(&select(&mut cache, 2), &two));
+        for threads in [3, 4, 5] {
+            assert_eq!(select(&mut cache, threads).current_num_threads(), threads);
+        }
+        // 1 was used least recently and has gone; 2 is still kept.
+        assert!(Arc::ptr_eq(&select(&mut cache, 2), &two));
+        select(&mut cache, 1);
+        assert_eq!(built, [2, 1, 3, 4, 5, 1]);
+        assert_eq!(cache.pools.len(), KEPT_POOLS);
     }
 
     #[test]
