@@ -367,6 +367,8 @@ struct WindowJob<'j, 'a, S, Reduce> {
 struct WindowScratch<S> {
     /// Offsets of the input rows under an output row, in scan order (axis 1 fastest).
     row_offsets: Vec<isize>,
+    /// The same for the output row after it, read ahead into at the end of this one.
+    next_row_offsets: Vec<isize>,
     expanded: Vec<isize>,
     axis_offsets: Vec<(isize, u32)>,
     /// Copies of input rows whose axis 0 is not contiguous.
@@ -379,11 +381,39 @@ impl<S> Default for WindowScratch<S> {
     fn default() -> Self {
         WindowScratch {
             row_offsets: Vec::new(),
+            next_row_offsets: Vec::new(),
             expanded: Vec::new(),
             axis_offsets: Vec::new(),
             gathered_rows: Vec::new(),
             window_values: Vec::new(),
         }
+    }
+}
+
+/// The offsets of the input rows under output row `out_row` (its coordinates on axes
+/// 1.. in `out_shape`), in scan order, into `offsets`.
+fn window_row_offsets<S: Copy>(
+    src: &Source<'_, S>,
+    window: &Window,
+    out_shape: &Dims,
+    out_row: usize,
+    offsets: &mut Vec<isize>,
+    expanded: &mut Vec<isize>,
+    axis_offsets: &mut Vec<(isize, u32)>,
+) {
+    let mut rest = out_row;
+    offsets.clear();
+    offsets.push(0);
+    for axis in 1..MAX_NDIM {
+        let coordinate = rest % out_shape[axis];
+        rest /= out_shape[axis];
+        axis_window_offsets(src, window, axis, coordinate, axis_offsets);
+        // Every offset so far, once per coordinate on this (slower) axis.
+        expanded.clear();
+        for &(offset, _) in axis_offsets.iter() {
+            expanded.extend(offsets.iter().map(|&o| o + offset));
+        }
+        std::mem::swap(offsets, expanded);
     }
 }
 
@@ -403,49 +433,58 @@ fn gather_and_reduce_rows<S: Copy, T>(
     } = *job;
     let row_len = out_shape[0];
     let (step, extent, size) = (window.step[0], window.extent[0], src.shape[0]);
+    let ahead = WINDOW_PREFETCH_BYTES / size_of::<S>().max(1);
+    let first_row = first / row_len;
+    let task_rows = out.len() / row_len;
+    let WindowScratch {
+        row_offsets,
+        next_row_offsets,
+        expanded,
+        axis_offsets,
+        gathered_rows,
+        window_values,
+    } = scratch;
+    window_row_offsets(src, window, out_shape, first_row, row_offsets, expanded, axis_offsets);
     for (r, out_row) in out.chunks_mut(row_len).enumerate() {
-        let mut rest = first / row_len + r;
-        scratch.row_offsets.clear();
-        scratch.row_offsets.push(0);
-        for axis in 1..MAX_NDIM {
-            let coordinate = rest % out_shape[axis];
-            rest /= out_shape[axis];
-            axis_window_offsets(src, window, axis, coordinate, &mut scratch.axis_offsets);
-            // Every offset so far, once per coordinate on this (slower) axis.
-            scratch.expanded.clear();
-            for &(offset, _) in &scratch.axis_offsets {
-                scratch.expanded.extend(scratch.row_offsets.iter().map(|&o| o + offset));
-            }
-            std::mem::swap(&mut scratch.row_offsets, &mut scratch.expanded);
+        next_row_offsets.clear();
+        if r + 1 < task_rows {
+            let next = first_row + r + 1;
+            window_row_offsets(src, window, out_shape, next, next_row_offsets, expanded, axis_offsets);
         }
-        let row_count = scratch.row_offsets.len();
-        if scratch.gathered_rows.len() < row_count {
-            scratch.gathered_rows.resize_with(row_count, Vec::new);
+        let row_count = row_offsets.len();
+        if gathered_rows.len() < row_count {
+            gathered_rows.resize_with(row_count, Vec::new);
         }
-        let rows: Vec<&[S]> = scratch
-            .row_offsets
+        let rows: Vec<&[S]> = row_offsets
             .iter()
-            .zip(scratch.gathered_rows.iter_mut())
+            .zip(gathered_rows.iter_mut())
             .map(|(&offset, gathered)| src.line(offset, 0, size, gathered))
             .collect();
         for (x, result) in out_row.iter_mut().enumerate() {
             let start = x * step;
             // The rows are read side by side, which no hardware prefetcher follows into
-            // L1: ask for each row's line a little ahead.
-            for row in &rows {
-                prefetch(
-                    row.as_ptr()
-                        .wrapping_add(start + WINDOW_PREFETCH_BYTES / size_of::<S>().max(1)),
-                    1,
-                );
+            // L1: ask for each row's line a little ahead, and near a row's end for the
+            // head of the next output row's rows, which otherwise all begin with a wait
+            // on memory (exact 3x3x3 mode of 16.8 M u64 labels took 30 ms in rows of 1
+            // KiB and 16 ms in rows of 32 KiB; now 17 ms and 15 ms).
+            let position = start + ahead;
+            if position < size {
+                for row in &rows {
+                    prefetch(row.as_ptr().wrapping_add(position), 1);
+                }
+            } else if src.stride(0) == 1 {
+                for &offset in next_row_offsets.iter() {
+                    prefetch(src.address_of(offset).wrapping_add(position - size), 1);
+                }
             }
             let window = WindowRows {
                 rows: &rows,
                 start,
                 width: extent.min(size - start),
             };
-            *result = reduce(&window, &mut scratch.window_values);
+            *result = reduce(&window, window_values);
         }
+        std::mem::swap(row_offsets, next_row_offsets);
     }
 }
 
