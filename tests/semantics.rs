@@ -2086,8 +2086,27 @@ fn results_do_not_depend_on_the_number_of_threads() {
     let u64s = random(&shape, 405, |r| r);
     let c4 = random(&[65, 33, 5, 3], 406, |r| (r % 3) as i32);
 
+    // Mode for other factors over enough output rows for several tasks (3x3x1 and 5x2x1
+    // mip 1: three each) of many rows, where each row reads ahead into the next one's
+    // input rows. Label 0 fills half the voxels, so windows are settled both by a first
+    // look and by counts, and sparse mode has background to leave out.
+    let runs = random(&[400, 300, 6], 408, |r| ((r >> 61) as u32).saturating_sub(3));
+    let big_mode = |sparse| {
+        [&[3usize, 3, 1][..], &[3, 3, 3], &[5, 2, 1]]
+            .map(|f| (downsample_segmentation(runs.view(), f, 2, sparse).unwrap(), f))
+    };
+
     set_num_threads(1).unwrap();
     let one = (all(&u8s), all(&u16s), all(&i16s), all(&f32s), all(&u64s), all(&c4));
+    let one_big = [false, true].map(big_mode);
+    for (results, sparse) in one_big.iter().zip([false, true]) {
+        for (got, f) in results {
+            let model = model_mode(&bits_of(&runs), f, 2, sparse);
+            for (k, (g, m)) in got.iter().zip(&model).enumerate() {
+                assert_eq!(&bits_of(g), m, "{f:?} sparse={sparse} mip {}", k + 1);
+            }
+        }
+    }
     for threads in [2, 3, 8] {
         set_num_threads(threads).unwrap();
         let many = (all(&u8s), all(&u16s), all(&i16s), all(&f32s), all(&u64s), all(&c4));
@@ -2097,6 +2116,11 @@ fn results_do_not_depend_on_the_number_of_threads() {
         compare(&one.3, &many.3, &format!("f32, {threads} threads"));
         compare(&one.4, &many.4, &format!("u64, {threads} threads"));
         compare(&one.5, &many.5, &format!("4D i32, {threads} threads"));
+        for (one, many) in one_big.iter().zip([false, true].map(big_mode)) {
+            for ((x, f), (y, _)) in one.iter().zip(&many) {
+                assert_same(x, y, &format!("{f:?} mode of 400x300x6 labels, {threads} threads"));
+            }
+        }
     }
     set_num_threads(0).unwrap();
 }
