@@ -1,5 +1,6 @@
-//! The worker pool. rayon's global pool cannot be resized, so the library keeps its own
-//! and replaces it when the caller asks for another size.
+//! The worker pool. rayon's global pool cannot be resized, so the library keeps its own,
+//! one per size asked for (the last four sizes), and switches when the caller asks for
+//! another size.
 
 use std::cell::RefCell;
 use std::sync::{Arc, Mutex, RwLock};
