@@ -548,23 +548,29 @@ fn reduce_level<S, R, T, K, KeepFn, RenderFn, const N: usize>(
     let staging = plan.staged[k];
     target.staged.clear();
     let layout = LineLayout::new(src, &target.shape, line_axis, across, &doubled);
-    // Next output line: axes other than the line axis, ascending.
-    let advance = |coords: &mut Dims| {
+    // Next output line (axes other than the line axis, ascending), for coordinates
+    // that start at `first`. Updated in place, element by element, and never copied
+    // whole: a whole copy is loaded in vectors, which cannot be forwarded from these
+    // 8-byte stores while output stores that miss hold up the store buffer.
+    let (tile_origin, tile_shape) = (target.origin, target.shape);
+    let advance = |coords: &mut Dims, first: &Dims| {
         for axis in (0..MAX_NDIM).filter(|&a| a != line_axis) {
             coords[axis] += 1;
-            if coords[axis] < target.shape[axis] {
+            if coords[axis] < first[axis] + tile_shape[axis] {
                 break;
             }
-            coords[axis] = 0;
+            coords[axis] = first[axis];
         }
     };
     let contiguous = src.stride(line_axis) == 1;
-    let mut out_coords = [0usize; MAX_NDIM];
-    let (mut offsets, mut line_weights, mut all_real) = layout.lines_of::<N>(&out_coords);
+    let tile_start = [0usize; MAX_NDIM];
+    // The output line's start in the mip, and the next line's coordinates in the tile.
+    let mut origin = tile_origin;
+    let mut next_coords = tile_start;
+    advance(&mut next_coords, &tile_start);
+    let (mut offsets, mut line_weights, mut all_real) = layout.lines_of::<N>(&tile_start);
     let mut previous_offsets: Option<[isize; N]> = None;
     for line_index in 0..lines_out {
-        let mut next_coords = out_coords;
-        advance(&mut next_coords);
         // Not `bool::then`: its closure was compiled out of line, and the arrays it
         // returned through memory stalled store forwarding (a fifth of a 4-mip u8
         // pyramid).
@@ -622,10 +628,6 @@ fn reduce_level<S, R, T, K, KeepFn, RenderFn, const N: usize>(
             }
             None => reduce_stacked(&lines, weights, reducer, line_results),
         }
-        let mut origin = target.origin;
-        for axis in 0..MAX_NDIM {
-            origin[axis] += out_coords[axis];
-        }
         if staging {
             let start = target.staged.len();
             target.staged.resize(start + out_len, T::default());
@@ -642,7 +644,8 @@ fn reduce_level<S, R, T, K, KeepFn, RenderFn, const N: usize>(
         if let Some(next) = next {
             (offsets, line_weights, all_real) = next;
         }
-        out_coords = next_coords;
+        advance(&mut origin, &tile_origin);
+        advance(&mut next_coords, &tile_start);
     }
     if staging {
         target.sink.write_region(
