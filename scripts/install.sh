@@ -17,8 +17,9 @@
 #                                       tinybrain::tinybrain (shared), tinybrain::tinybrain_static
 #   share/tinybrain/install_manifest.txt  every file and directory this script created
 #
-# --keep-debug keeps the debug info of the release profile (debug = 1) in the installed
-# libraries; by default it is stripped (strip --strip-debug: symbols stay).
+# --keep-debug builds with debug info (line tables and function names, which the release
+# profile leaves out to build faster) and installs it; by default the installed
+# libraries carry none (strip --strip-debug: symbols stay).
 # --no-build uses target/release as it is instead of running `cargo build --release`.
 #
 # Tools: cargo/rustc; cmake (writes the .pc and CMake package files with its own
@@ -52,7 +53,9 @@ root="${DESTDIR:-}$prefix"
 manifest_rel="share/tinybrain/install_manifest.txt"
 
 # --- what to install ---------------------------------------------------------------
-if [[ $build -eq 1 ]]; then
+if [[ $build -eq 1 && $strip -eq 0 ]]; then
+    CARGO_PROFILE_RELEASE_DEBUG=1 CARGO_PROFILE_RELEASE_STRIP=none cargo build --release
+elif [[ $build -eq 1 ]]; then
     cargo build --release
 fi
 built=target/release

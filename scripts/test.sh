@@ -20,8 +20,15 @@ step "cargo fmt --check, cargo clippy"
 cargo fmt --check
 cargo clippy --release --all-targets -- -D warnings
 
-step "cargo test --release"
-cargo test --release
+# The unit tests inside src/ need the library compiled once more, with cfg(test); an
+# optimised build of it took 15 minutes on the CI machine (as long as the release build),
+# an unoptimised one 1.5. So they run in the `unit` profile (Cargo.toml), with debug
+# assertions and overflow checks on; the integration tests run against the release build.
+step "cargo test --profile unit --lib (unit tests, unoptimised)"
+cargo test --profile unit --lib
+
+step "cargo test --release --test '*' (integration tests)"
+cargo test --release --test '*'
 
 step "Hostile input: ASan+UBSan and valgrind on C programs, a >2^32-element volume (tests/hostile/run.sh)"
 TB_NO_CARGO_BUILD=1 bash tests/hostile/run.sh
