@@ -868,6 +868,45 @@ pub(crate) fn run_family<T, K, A, First, Next, Keep, Render, KeepAt, RenderAt>(
 /// Results per chunk of a line loop (see `ReadAhead`).
 pub(crate) const LINE_CHUNK: usize = 32;
 
+/// Folds voxels 2x and 2x + 1 of every line into result x, line after line in address
+/// order: `start` makes a result from the first line's pair, `then` adds each later
+/// line's pair to it, so each result sees its values in scan order. The first line
+/// starts the results in the same pass, not in a clearing pass of its own, and each
+/// line is read in chunks with the line read ahead: measured 2x faster for f32 sums
+/// (the chunk's loop vectorises), 1.4x for 4 u8 mips and 1.2x for u8 max pooling (the
+/// prefetch) than one plain loop.
+#[inline(always)]
+pub(crate) fn fold_line_pairs<S: Copy, A>(
+    lines: &[&[S]],
+    ahead: &ReadAhead<S>,
+    results: &mut [A],
+    start: impl Fn(S, S) -> A,
+    then: impl Fn(&mut A, S, S),
+) {
+    #[inline(always)]
+    fn fold<S: Copy, A>(lines: &[&[S]], j: usize, ahead: &ReadAhead<S>, results: &mut [A], add: impl Fn(&mut A, S, S)) {
+        let line_ahead = ahead.in_turn(lines, j);
+        // Chunks of results slicing the line, not zipped with chunks of it: the compiler
+        // did not inline the set-up of that zip in the cascade's large AVX2 function,
+        // which left it dividing by the chunk sizes at run time (4.5% of a 4-mip u8
+        // pyramid).
+        let line = lines[j];
+        for (chunk, results) in results.chunks_mut(LINE_CHUNK).enumerate() {
+            let first = 2 * LINE_CHUNK * chunk;
+            line_ahead.prefetch(first, 2 * LINE_CHUNK);
+            for (result, pair) in results.iter_mut().zip(line[first..].chunks_exact(2)) {
+                add(result, pair[0], pair[1]);
+            }
+        }
+    }
+    if !lines.is_empty() {
+        fold(lines, 0, ahead, results, |result, a, b| *result = start(a, b));
+        for j in 1..lines.len() {
+            fold(lines, j, ahead, results, &then);
+        }
+    }
+}
+
 /// How far ahead of its use a line is read into cache, in bytes.
 const PREFETCH_DISTANCE: usize = 2048;
 

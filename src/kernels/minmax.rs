@@ -3,7 +3,7 @@
 
 use ndarray::{ArrayViewD, ArrayViewMutD};
 
-use crate::cascade::{self, BlockReducer, ReadAhead};
+use crate::cascade::{self, fold_line_pairs, BlockReducer, ReadAhead};
 use crate::dtype::Element;
 use crate::engine::{reduce_level, Edge, Reducer, Window};
 use crate::kernels::same_type_levels;
@@ -68,14 +68,22 @@ impl<T: Element, const N: usize, const MAX: bool> BlockReducer<T, N> for Pick<MA
     }
     /// Folds a line at a time, in scan order as `reduce` does: the same result.
     #[inline(always)]
-    fn reduce_line_pairs(&self, lines: &[&[T]], _ahead: &ReadAhead<T>, results: &mut [T]) {
-        results.fill(Self::identity());
-        for line in lines {
-            for (best, pair) in results.iter_mut().zip(line.chunks_exact(2)) {
-                Reducer::push(self, best, pair[0]);
-                Reducer::push(self, best, pair[1]);
-            }
-        }
+    fn reduce_line_pairs(&self, lines: &[&[T]], ahead: &ReadAhead<T>, results: &mut [T]) {
+        let push_pair = |best: &mut T, a: T, b: T| {
+            Reducer::push(self, best, a);
+            Reducer::push(self, best, b);
+        };
+        fold_line_pairs(
+            lines,
+            ahead,
+            results,
+            |a, b| {
+                let mut best = Self::identity();
+                push_pair(&mut best, a, b);
+                best
+            },
+            push_pair,
+        );
     }
     #[inline(always)]
     fn reduce_stacked_lines(&self, lines: &[&[T]; N], results: &mut [T]) {

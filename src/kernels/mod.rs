@@ -9,7 +9,7 @@ pub(crate) mod stride;
 
 use ndarray::{ArrayViewD, ArrayViewMutD};
 
-use crate::cascade::{BlockReducer, KeptAsIs, Levels, ReadAhead, LINE_CHUNK};
+use crate::cascade::{fold_line_pairs, BlockReducer, KeptAsIs, Levels, ReadAhead};
 use crate::dtype::Element;
 use crate::engine::{fill_output, Reducer, Source};
 
@@ -110,42 +110,22 @@ where
     /// read once, in address order, into accumulators that stay in cache.
     #[inline(always)]
     fn reduce_line_pairs(&self, lines: &[&[S]], ahead: &ReadAhead<S>, results: &mut [A]) {
-        // The first line starts each total from zero in the same pass, not in a clearing
-        // pass of its own. In chunks, with the line read ahead: measured 2x faster for
-        // f32 (the chunk's loop vectorises) and 1.4x for 4 u8 mips (the prefetch) than
-        // one plain loop.
-        #[inline(always)]
-        fn fold<S: Copy, A: Copy + Default + std::ops::AddAssign>(
-            convert: &impl Fn(S) -> A,
-            lines: &[&[S]],
-            j: usize,
-            ahead: &ReadAhead<S>,
-            results: &mut [A],
-            from_zero: bool,
-        ) {
-            let line_ahead = ahead.in_turn(lines, j);
-            // Chunks of results slicing the line, not zipped with chunks of it: the
-            // compiler did not inline the set-up of that zip in the cascade's large AVX2
-            // function, which left it dividing by the chunk sizes at run time (4.5% of a
-            // 4-mip u8 pyramid).
-            let line = lines[j];
-            for (chunk, totals) in results.chunks_mut(LINE_CHUNK).enumerate() {
-                let start = 2 * LINE_CHUNK * chunk;
-                line_ahead.prefetch(start, 2 * LINE_CHUNK);
-                for (total, pair) in totals.iter_mut().zip(line[start..].chunks_exact(2)) {
-                    let mut sum = if from_zero { A::default() } else { *total };
-                    sum += convert(pair[0]);
-                    sum += convert(pair[1]);
-                    *total = sum;
-                }
-            }
-        }
-        if !lines.is_empty() {
-            fold(&self.0, lines, 0, ahead, results, true);
-            for j in 1..lines.len() {
-                fold(&self.0, lines, j, ahead, results, false);
-            }
-        }
+        let convert = &self.0;
+        let add = |total: &mut A, a: S, b: S| {
+            *total += convert(a);
+            *total += convert(b);
+        };
+        fold_line_pairs(
+            lines,
+            ahead,
+            results,
+            |a, b| {
+                let mut total = A::default();
+                add(&mut total, a, b);
+                total
+            },
+            add,
+        );
     }
     #[inline(always)]
     fn reduce_stacked_lines(&self, lines: &[&[S]; N], results: &mut [A]) {
