@@ -869,8 +869,8 @@ pub(crate) fn run_family<T, K, A, First, Next, Keep, Render, KeepAt, RenderAt>(
 pub(crate) const LINE_CHUNK: usize = 32;
 
 /// Folds voxels 2x and 2x + 1 of every line into result x, line after line in address
-/// order: `start` makes a result from the first line's pair, `then` adds each later
-/// line's pair to it, so each result sees its values in scan order. The first line
+/// order: each result starts as `empty()`, and `add` takes in each line's pair, so each
+/// result sees its values in scan order. The first line
 /// starts the results in the same pass, not in a clearing pass of its own, and each
 /// line is read in chunks with the line read ahead: measured 2x faster for f32 sums
 /// (the chunk's loop vectorises), 1.4x for 4 u8 mips and 1.2x for u8 max pooling (the
@@ -880,8 +880,8 @@ pub(crate) fn fold_line_pairs<S: Copy, A>(
     lines: &[&[S]],
     ahead: &ReadAhead<S>,
     results: &mut [A],
-    start: impl Fn(S, S) -> A,
-    then: impl Fn(&mut A, S, S),
+    empty: impl Fn() -> A,
+    add: impl Fn(&mut A, S, S),
 ) {
     #[inline(always)]
     fn fold<S: Copy, A>(lines: &[&[S]], j: usize, ahead: &ReadAhead<S>, results: &mut [A], add: impl Fn(&mut A, S, S)) {
@@ -900,9 +900,13 @@ pub(crate) fn fold_line_pairs<S: Copy, A>(
         }
     }
     if !lines.is_empty() {
-        fold(lines, 0, ahead, results, |result, a, b| *result = start(a, b));
+        fold(lines, 0, ahead, results, |result, a, b| {
+            let mut started = empty();
+            add(&mut started, a, b);
+            *result = started;
+        });
         for j in 1..lines.len() {
-            fold(lines, j, ahead, results, &then);
+            fold(lines, j, ahead, results, &add);
         }
     }
 }

@@ -73,17 +73,7 @@ impl<T: Element, const N: usize, const MAX: bool> BlockReducer<T, N> for Pick<MA
             Reducer::push(self, best, a);
             Reducer::push(self, best, b);
         };
-        fold_line_pairs(
-            lines,
-            ahead,
-            results,
-            |a, b| {
-                let mut best = Self::identity();
-                push_pair(&mut best, a, b);
-                best
-            },
-            push_pair,
-        );
+        fold_line_pairs(lines, ahead, results, Self::identity, push_pair);
     }
     #[inline(always)]
     fn reduce_stacked_lines(&self, lines: &[&[T]; N], results: &mut [T]) {

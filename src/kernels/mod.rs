@@ -115,17 +115,7 @@ where
             *total += convert(a);
             *total += convert(b);
         };
-        fold_line_pairs(
-            lines,
-            ahead,
-            results,
-            |a, b| {
-                let mut total = A::default();
-                add(&mut total, a, b);
-                total
-            },
-            add,
-        );
+        fold_line_pairs(lines, ahead, results, A::default, add);
     }
     #[inline(always)]
     fn reduce_stacked_lines(&self, lines: &[&[S]; N], results: &mut [A]) {
