@@ -870,11 +870,11 @@ fn mean_of_means<T: Element>(input: &ArrayViewD<'_, T>, factor: &Dims, outputs: 
 }
 
 /// The first mip of an integer `mean_of_means`: sum and count of a window in one i64,
-/// the count above bit `SUM_BITS`. Each value is then one integer add, where a
+/// the count from bit `SUM_BITS` up. Each value is then one integer add, where a
 /// `Weighted<f64>` took two float adds and a conversion in lanes twice as wide
-/// (measured on 1024x1024x64 u8, 3x3x1, one thread: 47-49 ms against 30-33). Every partial sum is an
-/// integer below 2^39, which f64 holds exactly in any order, so the mean is the one the
-/// f64 sums give, to the bit.
+/// (measured on 1024x1024x64 u8, 3x3x1, one thread: 47-49 ms against 30-33). Every
+/// partial sum is an integer below 2^39 in magnitude, which f64 holds exactly in any
+/// order, so the mean is the one the f64 sums give, to the bit.
 struct CountedSum;
 
 impl CountedSum {
