@@ -870,11 +870,10 @@ pub(crate) const LINE_CHUNK: usize = 32;
 
 /// Folds voxels 2x and 2x + 1 of every line into result x, line after line in address
 /// order: each result starts as `empty()`, and `add` takes in each line's pair, so each
-/// result sees its values in scan order. The first line
-/// starts the results in the same pass, not in a clearing pass of its own, and each
-/// line is read in chunks with the line read ahead: measured 2x faster for f32 sums
-/// (the chunk's loop vectorises), 1.4x for 4 u8 mips and 1.2x for u8 max pooling (the
-/// prefetch) than one plain loop.
+/// result sees its values in scan order. The first line starts the results in the same
+/// pass, not in a clearing pass of its own, and each line is read in chunks with the
+/// line read ahead: measured 2x faster for f32 sums (the chunk's loop vectorises), 1.4x
+/// for 4 u8 mips and 1.2x for u8 max pooling (the prefetch) than one plain loop.
 #[inline(always)]
 pub(crate) fn fold_line_pairs<S: Copy, A>(
     lines: &[&[S]],
