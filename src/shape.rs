@@ -126,6 +126,18 @@ pub(crate) enum Family {
     General,
 }
 
+impl Family {
+    /// The factor-2 axes of the 2x2 and 2x2x2 families (which run in the cascade);
+    /// None for the others.
+    pub(crate) fn factor_axes(&self) -> Option<&[usize]> {
+        match self {
+            Family::TwoByTwo(axes) => Some(axes),
+            Family::TwoByTwoByTwo(axes) => Some(axes),
+            Family::Identity | Family::General => None,
+        }
+    }
+}
+
 pub(crate) fn family(factor: &[usize]) -> Family {
     if factor.iter().all(|&f| f == 1) {
         return Family::Identity;

@@ -42,7 +42,7 @@ pub(crate) fn downsample<T: Element>(
 ) -> Result<()> {
     let fam = family(factor);
     let factor = pad_dims(factor);
-    let in_family = matches!(fam, Family::TwoByTwo(_) | Family::TwoByTwoByTwo(_));
+    let in_family = fam.factor_axes().is_some();
     if !in_family && !sparse {
         mean_of_means(input, &factor, outputs);
         return Ok(());
@@ -94,7 +94,7 @@ fn integer_mean<T: Element>(
     sparse: bool,
     outputs: &mut [ArrayViewMutD<'_, T>],
 ) -> Result<()> {
-    let in_family = matches!(fam, Family::TwoByTwo(_) | Family::TwoByTwoByTwo(_));
+    let in_family = fam.factor_axes().is_some();
     // Exact means weigh replicated voxels instead of repeating them (see Edge).
     let edge = if in_family { Edge::ReplicateWeighted } else { Edge::Clip };
     // The narrowest accumulator that cannot overflow: i32 for 8-bit and most
@@ -419,11 +419,7 @@ fn exact_mean<T: Element, A: MeanAccumulator>(
         }
     };
     let same = |w: Weighted<A>| w;
-    let family_axes: Option<&[usize]> = match &family {
-        Family::TwoByTwo(axes) => Some(axes),
-        Family::TwoByTwoByTwo(axes) => Some(axes),
-        _ => None,
-    };
+    let family_axes = family.factor_axes();
     // Dense 8/16-bit pyramids of these families take the shifted scheme instead
     // (`downsample`), so their instances leave this branch out.
     if const { !matches!(T::AVERAGING, AveragingClass::NarrowInt) } && !sparse {
@@ -557,11 +553,9 @@ impl Scale for SplitSum {
 /// Dense 2x2 / 2x2x2 means whose sums need more than 63 bits, carried as `SplitSum`s
 /// (the caller checks the last block count is at most 2^MAX_SPLIT).
 fn split_sum_mean<T: Element>(input: &ArrayViewD<'_, T>, family: Family, outputs: &mut [ArrayViewMutD<'_, T>]) {
-    let axes: &[usize] = match &family {
-        Family::TwoByTwo(axes) => axes,
-        Family::TwoByTwoByTwo(axes) => axes,
-        _ => unreachable!("split sums are for the 2x2 and 2x2x2 families"),
-    };
+    let axes = family
+        .factor_axes()
+        .expect("split sums are for the 2x2 and 2x2x2 families");
     let shifts: Vec<u32> = block_counts::<i64>(input.shape(), axes, outputs.len())
         .iter()
         .map(|count| count.trailing_zeros())
