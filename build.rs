@@ -7,7 +7,7 @@
 use std::path::Path;
 
 /// The header text for the crate at `crate_dir`, with version macros from Cargo.toml.
-pub fn header_text(crate_dir: &Path) -> String {
+fn header_text(crate_dir: &Path) -> String {
     let mut config =
         cbindgen::Config::from_file(crate_dir.join("cbindgen.toml")).expect("cbindgen.toml is readable and valid");
     config.after_includes = Some(format!(
@@ -29,7 +29,6 @@ pub fn header_text(crate_dir: &Path) -> String {
     String::from_utf8(text).expect("the header is UTF-8")
 }
 
-#[allow(dead_code)]
 fn main() {
     let crate_dir = std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR");
     let crate_dir = Path::new(&crate_dir);
