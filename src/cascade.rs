@@ -910,6 +910,29 @@ pub(crate) fn fold_line_pairs<S: Copy, A>(
     }
 }
 
+/// Folds voxel x of every line into result x, line after line in address order: the
+/// first line starts each result with `start`, and `add` takes in the other lines, so
+/// each result sees its values in scan order. Starting from the first line, not from an
+/// "empty" value in a clearing pass of its own, saves one pass over the results:
+/// measured 3-6% for u8 max pooling by (1,2,2).
+#[inline(always)]
+pub(crate) fn fold_stacked_lines<S: Copy, A>(
+    lines: &[&[S]],
+    results: &mut [A],
+    start: impl Fn(S) -> A,
+    add: impl Fn(&mut A, S),
+) {
+    let (first, rest) = lines.split_first().expect("at least one line");
+    for (result, &v) in results.iter_mut().zip(first.iter()) {
+        *result = start(v);
+    }
+    for line in rest {
+        for (result, &v) in results.iter_mut().zip(line.iter()) {
+            add(result, v);
+        }
+    }
+}
+
 /// How far ahead of its use a line is read into cache, in bytes.
 const PREFETCH_DISTANCE: usize = 2048;
 

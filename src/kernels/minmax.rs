@@ -3,7 +3,7 @@
 
 use ndarray::{ArrayViewD, ArrayViewMutD};
 
-use crate::cascade::{self, fold_line_pairs, BlockReducer, ReadAhead};
+use crate::cascade::{self, fold_line_pairs, fold_stacked_lines, BlockReducer, ReadAhead};
 use crate::dtype::Element;
 use crate::engine::{reduce_level, Edge, Reducer, Window};
 use crate::kernels::same_type_levels;
@@ -75,19 +75,17 @@ impl<T: Element, const N: usize, const MAX: bool> BlockReducer<T, N> for Pick<MA
         };
         fold_line_pairs(lines, ahead, results, Self::identity, push_pair);
     }
-    /// Starts from the first line, as `BlockSum` does: the identity loses to any value
-    /// but itself (a NaN replaces it, and an equal value leaves the same bits), so
-    /// copying the first line gives what pushing it onto the identity would.
+    /// Starts from the first line: the identity loses to any value but itself (a NaN
+    /// replaces it, and an equal value leaves the same bits), so copying the first line
+    /// gives what pushing it onto the identity would.
     #[inline(always)]
     fn reduce_stacked_lines(&self, lines: &[&[T]; N], results: &mut [T]) {
-        let (first, rest) = lines.split_first().expect("N > 0 lines");
-        let len = results.len();
-        results.copy_from_slice(&first[..len]);
-        for line in rest {
-            for (best, &v) in results.iter_mut().zip(line.iter()) {
-                Reducer::push(self, best, v);
-            }
-        }
+        fold_stacked_lines(
+            lines,
+            results,
+            |v: T| v,
+            |best: &mut T, v: T| Reducer::push(self, best, v),
+        );
     }
 }
 

@@ -9,7 +9,7 @@ pub(crate) mod stride;
 
 use ndarray::{ArrayViewD, ArrayViewMutD};
 
-use crate::cascade::{fold_line_pairs, BlockReducer, KeptAsIs, Levels, ReadAhead};
+use crate::cascade::{fold_line_pairs, fold_stacked_lines, BlockReducer, KeptAsIs, Levels, ReadAhead};
 use crate::dtype::Element;
 use crate::engine::{fill_output, Reducer, Source};
 
@@ -117,26 +117,17 @@ where
         };
         fold_line_pairs(lines, ahead, results, A::default, add);
     }
+    /// Starts each sum from zero plus the first line's value, not from the value
+    /// itself: for floats 0.0 + -0.0 is +0.0, and `reduce` gives that.
     #[inline(always)]
     fn reduce_stacked_lines(&self, lines: &[&[S]; N], results: &mut [A]) {
-        #[inline(always)]
-        fn fold<S: Copy, A: Copy + Default + std::ops::AddAssign>(
-            convert: &impl Fn(S) -> A,
-            line: &[S],
-            results: &mut [A],
-            from_zero: bool,
-        ) {
-            for (total, &v) in results.iter_mut().zip(line.iter()) {
-                let mut sum = if from_zero { A::default() } else { *total };
-                sum += convert(v);
-                *total = sum;
-            }
-        }
-        let (first, rest) = lines.split_first().expect("N > 0 lines");
-        fold(&self.0, first, results, true);
-        for line in rest {
-            fold(&self.0, line, results, false);
-        }
+        let convert = &self.0;
+        let start = |v: S| {
+            let mut total = A::default();
+            total += convert(v);
+            total
+        };
+        fold_stacked_lines(lines, results, start, |total: &mut A, v: S| *total += convert(v));
     }
     #[inline(always)]
     fn reduce_weighted(&self, block: &[S; N], weights: &[u32; N]) -> A {
