@@ -499,7 +499,14 @@ pub(crate) struct WindowRows<'r, S> {
     width: usize,
 }
 
-impl<S: Copy> WindowRows<'_, S> {
+impl<'r, S: Copy> WindowRows<'r, S> {
+    /// Values `start .. start + width` of each row; every row must hold them.
+    #[cfg(test)]
+    pub fn new(rows: &'r [&'r [S]], start: usize, width: usize) -> Self {
+        assert!(width > 0 && rows.iter().all(|row| row.len() >= start + width));
+        WindowRows { rows, start, width }
+    }
+
     pub fn len(&self) -> usize {
         self.rows.len() * self.width
     }
@@ -540,6 +547,16 @@ impl<S: Copy> WindowRows<'_, S> {
             }
         }
         counts.iter().sum()
+    }
+
+    /// The first value in scan order that satisfies `matches`.
+    #[inline(always)]
+    pub fn find(&self, matches: impl Fn(S) -> bool) -> Option<S> {
+        self.rows
+            .iter()
+            .flat_map(|row| &row[self.start..self.start + self.width])
+            .copied()
+            .find(|&v| matches(v))
     }
 
     /// The values in scan order, copied into `buffer`.
