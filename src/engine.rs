@@ -444,6 +444,8 @@ fn gather_and_reduce_rows<S: Copy, T>(
         gathered_rows,
         window_values,
     } = scratch;
+    // Only rows that are read in place can be read ahead into from their offsets.
+    let rows_in_place = src.stride(0) == 1;
     window_row_offsets(src, window, out_shape, first_row, row_offsets, expanded, axis_offsets);
     for (r, out_row) in out.chunks_mut(row_len).enumerate() {
         next_row_offsets.clear();
@@ -472,7 +474,7 @@ fn gather_and_reduce_rows<S: Copy, T>(
                 for row in &rows {
                     prefetch(row.as_ptr().wrapping_add(position), 1);
                 }
-            } else if src.stride(0) == 1 {
+            } else if rows_in_place {
                 for &offset in next_row_offsets.iter() {
                     prefetch(src.address_of(offset).wrapping_add(position - size), 1);
                 }
