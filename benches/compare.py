@@ -675,8 +675,12 @@ def fmt(x, digits=0):
     return f"{x:,.{digits}f}"
 
 
-def ratio(a, b, digits=2):
-    return f"{a / b:.{digits}f}x" if a and b else "n/a"
+def ratio(a, b):
+    """a / b as "1.23x", or "12.3x" from 10 up (three significant digits either way)."""
+    if not (a and b):
+        return "n/a"
+    q = a / b
+    return f"{q:.{1 if q >= 10 else 2}f}x"
 
 
 def print_tables(results):
@@ -699,10 +703,8 @@ def print_tables(results):
             tb_s, rat, rat_cpu, ceiling = "n/a", "n/a", "n/a", "n/a"
         else:
             tb = r.mvx("tb")
-            tb_s, rat = fmt(tb), ratio(o1, tb, 1 if o1 / tb >= 10 else 2)
-            ceiling = ratio(rd, tb, 1 if rd / tb >= 10 else 2)
-            c = r.cpu["tb"] / r.cpu["ours1"] if r.cpu["ours1"] > 0 else None
-            rat_cpu = f"{c:.{1 if c >= 10 else 2}f}x" if c else "n/a"
+            tb_s, rat, ceiling = fmt(tb), ratio(o1, tb), ratio(rd, tb)
+            rat_cpu = ratio(r.cpu["tb"], r.cpu["ours1"])
         rows.append([r.case.name, fmt(o1), fmt(o1o), fmt(o2), tb_s, rat, rat_cpu,
                      ratio(o2, o1), fmt(m), f"{o1 / m:.0%}", fmt(rd), ceiling, f"{o1 / rd:.0%}",
                      r.check])
