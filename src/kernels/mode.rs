@@ -190,6 +190,9 @@ fn most_frequent_of_window<T: Element>(window: &WindowRows<'_, T>, buffer: &mut 
         // is seen after both and beats the leader only with more values than the
         // leader has: when the two leave no more than that, the leader wins. (Exact
         // 3x3x3 mode of realistic labels gathered a third of its windows without this.)
+        // These are the first two rounds of `most_frequent_of_few`, written out: that
+        // loop run in place on the window through a trait over both (with a limit of
+        // two labels) took 3x3x3 mode from 15.2 to 19.5 ms, 4x4x4 from 13.6 to 15.0.
         let second = window
             .find(|v| v.to_bits() != first_bits)
             .expect("another label, or it had won");
