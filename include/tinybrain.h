@@ -329,12 +329,13 @@ const char *tb_version(void);
 // Size in bytes of one element of `dtype`, or 0 for an unknown code.
 size_t tb_dtype_size(int32_t dtype);
 
-// Sets the number of worker threads for later calls (0 = the default: the
-// TINYBRAIN_NUM_THREADS environment variable, else one per core). Results never depend
-// on it. Returns TB_OK or TB_ERR_INTERNAL if the threads cannot be started.
+// Sets the number of threads later calls run on: the calling thread and n - 1 workers
+// (0 = the default: the TINYBRAIN_NUM_THREADS environment variable, else one per
+// core). Results never depend on it. Returns TB_OK or TB_ERR_INTERNAL if the threads
+// cannot be started.
 int32_t tb_set_num_threads(size_t threads);
 
-// The number of worker threads later calls will use.
+// The number of threads later calls will run on (the calling thread included).
 size_t tb_get_num_threads(void);
 
 #ifdef __cplusplus

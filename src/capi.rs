@@ -992,15 +992,16 @@ pub extern "C" fn tb_dtype_size(dtype: i32) -> usize {
     DType::from_code(dtype).map_or(0, |d| d.size_in_bytes())
 }
 
-/// Sets the number of worker threads for later calls (0 = the default: the
-/// TINYBRAIN_NUM_THREADS environment variable, else one per core). Results never depend
-/// on it. Returns TB_OK or TB_ERR_INTERNAL if the threads cannot be started.
+/// Sets the number of threads later calls run on: the calling thread and n - 1 workers
+/// (0 = the default: the TINYBRAIN_NUM_THREADS environment variable, else one per
+/// core). Results never depend on it. Returns TB_OK or TB_ERR_INTERNAL if the threads
+/// cannot be started.
 #[no_mangle]
 pub extern "C" fn tb_set_num_threads(threads: usize) -> i32 {
     boundary("tb_set_num_threads", || crate::threads::set_num_threads(threads))
 }
 
-/// The number of worker threads later calls will use.
+/// The number of threads later calls will run on (the calling thread included).
 #[no_mangle]
 pub extern "C" fn tb_get_num_threads() -> usize {
     catch_unwind(crate::threads::num_threads).unwrap_or(1)

@@ -1,6 +1,7 @@
 //! The worker pool. rayon's global pool cannot be resized, so the library keeps its own,
 //! one per size asked for (the last four sizes), and switches when the caller asks for
-//! another size.
+//! another size. A call's own thread works next to the pool's workers, so a pool for
+//! N threads starts N - 1 of them.
 
 use std::cell::RefCell;
 use std::sync::{Arc, Mutex, RwLock};
@@ -8,6 +9,14 @@ use std::sync::{Arc, Mutex, RwLock};
 use rayon::{ThreadPool, ThreadPoolBuilder};
 
 use crate::error::{Error, ErrorKind, Result};
+
+/// A thread count and the workers that run next to a call's own thread: `threads - 1`
+/// of them (none for one thread), since the calling thread takes work too (see
+/// `for_each_init`).
+struct Pool {
+    threads: usize,
+    workers: Option<ThreadPool>,
+}
 
 /// The pools built so far and the one calls use now.
 static POOLS: RwLock<PoolCache> = RwLock::new(PoolCache::new());
@@ -26,18 +35,23 @@ fn default_threads() -> usize {
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
 }
 
-fn build(threads: usize) -> Result<Arc<ThreadPool>> {
-    ThreadPoolBuilder::new()
-        .num_threads(threads)
-        .thread_name(|i| format!("tinybrain-{i}"))
-        .build()
-        .map(Arc::new)
-        .map_err(|e| {
-            Error::new(
-                ErrorKind::Internal,
-                format!("cannot start {threads} worker threads: {e}"),
-            )
-        })
+fn build(threads: usize) -> Result<Arc<Pool>> {
+    let workers = if threads > 1 {
+        let pool = ThreadPoolBuilder::new()
+            .num_threads(threads - 1)
+            .thread_name(|i| format!("tinybrain-{i}"))
+            .build()
+            .map_err(|e| {
+                Error::new(
+                    ErrorKind::Internal,
+                    format!("cannot start {} worker threads: {e}", threads - 1),
+                )
+            })?;
+        Some(pool)
+    } else {
+        None
+    };
+    Ok(Arc::new(Pool { threads, workers }))
 }
 
 /// The pools of the last few sizes asked for, the one in use last. Switching back to a
@@ -45,7 +59,7 @@ fn build(threads: usize) -> Result<Arc<ThreadPool>> {
 /// program (or a benchmark) that alternates thread counts does not time each call on
 /// threads that have just been started.
 struct PoolCache {
-    pools: Vec<Arc<ThreadPool>>,
+    pools: Vec<Arc<Pool>>,
 }
 
 impl PoolCache {
@@ -53,14 +67,14 @@ impl PoolCache {
         PoolCache { pools: Vec::new() }
     }
 
-    fn current(&self) -> Option<&Arc<ThreadPool>> {
+    fn current(&self) -> Option<&Arc<Pool>> {
         self.pools.last()
     }
 
     /// Makes the pool of `threads` workers the current one, building it if no kept pool
     /// has that size, and drops the least recently used pools beyond `KEPT_POOLS`.
-    fn select(&mut self, threads: usize, build: impl FnOnce(usize) -> Result<Arc<ThreadPool>>) -> Result<()> {
-        let pool = match self.pools.iter().position(|p| p.current_num_threads() == threads) {
+    fn select(&mut self, threads: usize, build: impl FnOnce(usize) -> Result<Arc<Pool>>) -> Result<()> {
+        let pool = match self.pools.iter().position(|p| p.threads == threads) {
             Some(i) => self.pools.remove(i),
             None => build(threads)?,
         };
@@ -72,7 +86,7 @@ impl PoolCache {
     }
 }
 
-fn pool() -> Result<Arc<ThreadPool>> {
+fn pool() -> Result<Arc<Pool>> {
     if let Some(pool) = POOLS.read().unwrap_or_else(|e| e.into_inner()).current() {
         return Ok(pool.clone());
     }
@@ -93,19 +107,19 @@ pub fn set_num_threads(threads: usize) -> Result<()> {
 
 /// The number of worker threads calls use now.
 pub fn num_threads() -> usize {
-    pool().map_or(1, |p| p.current_num_threads())
+    pool().map_or(1, |p| p.threads)
 }
 
 thread_local! {
     /// The pool of the call this thread is running (see `install`).
-    static CALL_POOL: RefCell<Option<Arc<ThreadPool>>> = const { RefCell::new(None) };
+    static CALL_POOL: RefCell<Option<Arc<Pool>>> = const { RefCell::new(None) };
 }
 
 /// Runs one call's work on the calling thread, with the pool of the moment for its
 /// parallel parts (`for_each_init`): the call keeps that pool to its end, whatever
 /// `set_num_threads` does meanwhile.
 pub(crate) fn install<R>(work: impl FnOnce() -> Result<R>) -> Result<R> {
-    struct Restore(Option<Arc<ThreadPool>>);
+    struct Restore(Option<Arc<Pool>>);
     impl Drop for Restore {
         fn drop(&mut self) {
             CALL_POOL.set(self.0.take());
@@ -117,7 +131,7 @@ pub(crate) fn install<R>(work: impl FnOnce() -> Result<R>) -> Result<R> {
 
 /// The number of threads the running call's work is spread over.
 pub(crate) fn current_threads() -> usize {
-    CALL_POOL.with_borrow(|pool| pool.as_ref().map_or(1, |pool| pool.current_num_threads()))
+    CALL_POOL.with_borrow(|pool| pool.as_ref().map_or(1, |pool| pool.threads))
 }
 
 /// `task` on every item, with a state from `init` per thread, on the running call's
@@ -126,7 +140,7 @@ pub(crate) fn current_threads() -> usize {
 /// 2-vCPU VM, the time one thread takes to average a 1 MiB mip), so calls too small to
 /// split stay on the caller's thread. Where an item runs never changes its result.
 ///
-/// The calling thread takes items too, next to `threads - 1` of the pool's workers, all
+/// The calling thread takes items too, next to the pool's `threads - 1` workers, all
 /// from one queue in order. Had it handed all the work over and slept (rayon's
 /// `install`), the scheduler often woke the second worker on the first one's core, and
 /// on a 2-vCPU VM a third to a half of 2-thread calls then ran on one core (measured:
@@ -138,9 +152,12 @@ pub(crate) fn for_each_init<Item: Send, State>(
     task: impl Fn(&mut State, Item) + Sync + Send,
 ) {
     let pool = CALL_POOL.with_borrow(|pool| pool.clone());
-    let helpers = match &pool {
-        Some(pool) => (pool.current_num_threads() - 1).min(items.len().saturating_sub(1)),
-        None => 0,
+    let (workers, helpers) = match pool.as_deref() {
+        Some(Pool {
+            threads,
+            workers: Some(workers),
+        }) => (Some(workers), (threads - 1).min(items.len().saturating_sub(1))),
+        _ => (None, 0),
     };
     let queue = Mutex::new(items.into_iter());
     let work = || {
@@ -152,8 +169,8 @@ pub(crate) fn for_each_init<Item: Send, State>(
             task(&mut state, item);
         }
     };
-    match pool {
-        Some(pool) if helpers > 0 => pool.in_place_scope(|scope| {
+    match workers {
+        Some(workers) if helpers > 0 => workers.in_place_scope(|scope| {
             for _ in 0..helpers {
                 scope.spawn(|_| work());
             }
@@ -195,11 +212,17 @@ mod tests {
 
     #[test]
     fn many_items_on_a_pool_of_several_run_once_each_on_the_caller_and_its_workers() {
+        for threads in [2, 3] {
+            many_items_run_once_each_on_the_caller_and_workers(threads);
+        }
+    }
+
+    fn many_items_run_once_each_on_the_caller_and_workers(threads: usize) {
         let caller = std::thread::current().id();
         // The first two items wait for each other, so two threads must take items at once.
         let arrived = (Mutex::new(0), Condvar::new());
         let seen = Mutex::new(Vec::new());
-        on_pool(3, || {
+        on_pool(threads, || {
             for_each_init(
                 (0..100).collect(),
                 || (),
@@ -230,7 +253,20 @@ mod tests {
                 "item {item} ran on {name:?}"
             );
         }
-        assert_eq!(on_pool(3, current_threads), 3);
+        assert_eq!(on_pool(threads, current_threads), threads);
+    }
+
+    #[test]
+    fn a_pool_for_n_threads_starts_n_minus_one_workers() {
+        assert!(build(1).unwrap().workers.is_none());
+        for threads in [2, 3, 5] {
+            let pool = build(threads).unwrap();
+            assert_eq!(pool.threads, threads);
+            assert_eq!(
+                pool.workers.as_ref().map(|w| w.current_num_threads()),
+                Some(threads - 1)
+            );
+        }
     }
 
     #[test]
@@ -266,7 +302,7 @@ mod tests {
         select(&mut cache, 1);
         assert!(Arc::ptr_eq(&select(&mut cache, 2), &two));
         for threads in [3, 4, 5] {
-            assert_eq!(select(&mut cache, threads).current_num_threads(), threads);
+            assert_eq!(select(&mut cache, threads).threads, threads);
         }
         // 1 was used least recently and has gone; 2 is still kept.
         assert!(Arc::ptr_eq(&select(&mut cache, 2), &two));

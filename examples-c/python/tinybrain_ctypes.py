@@ -192,7 +192,7 @@ def version():
 
 
 def set_num_threads(n):
-    """Worker threads for later calls (0 = one per core)."""
+    """Threads later calls run on, the calling one included (0 = one per core)."""
     _check(load_library().tb_set_num_threads(n))
 
 
