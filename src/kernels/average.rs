@@ -329,6 +329,13 @@ trait MeanAccumulator: Copy + Default + Send + Sync + AddAssign + Scale + 'stati
     /// sum / count in the output type (truncated toward zero for integers); 0 when the
     /// count is 0 (an all-zero sparse window).
     fn render<T: Element>(w: Weighted<Self>, division: Division) -> T;
+
+    /// `render` for a count that is a power of two (a dense block of the 2x2 or 2x2x2
+    /// family), which a float mean may multiply by instead of divide by.
+    #[inline(always)]
+    fn render_power_of_two<T: Element>(sum: Self, count: Self, division: Division) -> T {
+        Self::render(Weighted { sum, count }, division)
+    }
 }
 
 /// How an integer mean divides: every way gives sum / count truncated toward zero, but
@@ -383,6 +390,16 @@ impl MeanAccumulator for f64 {
             T::from_f64(w.sum / w.count)
         }
     }
+
+    /// 1 / 2^k is exact, and a product, like a quotient, is the exact value rounded
+    /// once: sum * (1 / count) is sum / count to the bit. The reciprocal is the same for
+    /// every voxel, so it leaves the loop, and a division per voxel became a
+    /// multiplication (float32 1024x1024x64 by 2x2x1, one thread: 30.3 -> 26.8 ms).
+    #[inline(always)]
+    fn render_power_of_two<T: Element>(sum: Self, count: Self, _: Division) -> T {
+        debug_assert!(count > 0.0 && (count.to_bits() & ((1 << 52) - 1)) == 0);
+        T::from_f64(sum * (1.0 / count))
+    }
 }
 
 /// The window of one level of exact means. An axis of size 1 would only be replicated
@@ -434,7 +451,7 @@ fn exact_mean<T: Element, A: MeanAccumulator>(
                 keep: |_| KeptAsIs,
                 render: |mip: usize| {
                     let count = counts[mip];
-                    move |&sum: &A| A::render::<T>(Weighted { sum, count }, division)
+                    move |&sum: &A| A::render_power_of_two::<T>(sum, count, division)
                 },
             };
             cascade::run_family(input, family, outputs, &levels);
@@ -1018,6 +1035,39 @@ mod tests {
                 }
                 let want = exact.sum / exact.count;
                 assert_eq!(CountedSum::mean(packed).to_bits(), want.to_bits(), "volume {volume}");
+            }
+        }
+    }
+
+    /// Sums of every binade (subnormal and near-overflow ones too) over counts of 2^0 to
+    /// 2^60, rendered into f32 and f64: the product by the reciprocal must give the
+    /// quotient's bits.
+    #[test]
+    fn float_means_of_power_of_two_counts_multiply_to_the_quotient() {
+        fn agree<T: Element>(sum: f64, count: f64) {
+            let quotient: T = <f64 as MeanAccumulator>::render(Weighted { sum, count }, Division::Float);
+            let product: T = f64::render_power_of_two(sum, count, Division::Float);
+            assert_eq!(
+                quotient.to_f64().to_bits(),
+                product.to_f64().to_bits(),
+                "{sum:e} / {count}"
+            );
+        }
+        let mut rng = TestRandom(11);
+        let mut next = || rng.next() >> 32;
+        let edges = [f64::MIN_POSITIVE, 5e-324, 3e-308, f64::MAX, 1.5, -0.0, 1e-40, 3e38];
+        for i in 0..200_000 {
+            let sum = match edges.get(i) {
+                Some(&edge) => edge,
+                None => f64::from_bits(next() << 32 | next()),
+            };
+            if !sum.is_finite() {
+                continue;
+            }
+            for k in [0, 1, 2, 3, 6, 9, 12, 24, 30, 60] {
+                let count = (1u64 << k) as f64;
+                agree::<f32>(sum, count);
+                agree::<f64>(sum, count);
             }
         }
     }
