@@ -39,15 +39,34 @@ impl<T: Element> BlockReducer<T, 4> for TwoByTwoRule {
             }
         }
     }
-    /// The two lines of a row of blocks side by side, pair by pair.
+    /// 32- and 64-bit labels go through the AVX2 kernel, a vector of blocks at a time;
+    /// whatever it leaves (the row's tail, other widths, other CPUs) pair by pair.
     #[inline(always)]
     fn reduce_line_pairs(&self, lines: &[&[T]], ahead: &ReadAhead<T>, results: &mut [T]) {
+        #[cfg(target_arch = "x86_64")]
+        let done = match std::mem::size_of::<T>() {
+            4 => with_label_words::<T, u32, 2>(lines, results, |lines, results| {
+                x86::two_by_two(lines, &ahead.cast(), results, self.sparse)
+            }),
+            8 => with_label_words::<T, u64, 2>(lines, results, |lines, results| {
+                x86::two_by_two(lines, &ahead.cast(), results, self.sparse)
+            }),
+            _ => 0,
+        };
+        #[cfg(not(target_arch = "x86_64"))]
+        let done = 0;
+        if done == results.len() {
+            return;
+        }
         let [upper, lower] = lines else {
             unreachable!("a 2x2 block spans two lines")
         };
+        let (upper, lower) = (&upper[2 * done..], &lower[2 * done..]);
+        let results = &mut results[done..];
         // In chunks, with both lines read ahead: they are read side by side, which the
         // hardware prefetcher alone does not keep fed.
-        let (upper_ahead, lower_ahead) = (ahead.side_by_side(lines, 0), ahead.side_by_side(lines, 1));
+        let lines = [upper, lower];
+        let (upper_ahead, lower_ahead) = (ahead.side_by_side(&lines, 0), ahead.side_by_side(&lines, 1));
         for (chunk, results) in results.chunks_mut(LINE_CHUNK).enumerate() {
             let start = 2 * LINE_CHUNK * chunk;
             upper_ahead.prefetch(start, 2 * LINE_CHUNK);
@@ -126,10 +145,10 @@ impl<T: Element> BlockReducer<T, 8> for MostFrequentOfEight {
     fn reduce_line_pairs(&self, lines: &[&[T]], ahead: &ReadAhead<T>, results: &mut [T]) {
         #[cfg(target_arch = "x86_64")]
         let done = match std::mem::size_of::<T>() {
-            4 => with_label_words::<T, u32>(lines, results, |lines, results| {
+            4 => with_label_words::<T, u32, 4>(lines, results, |lines, results| {
                 x86::most_frequent_of_eight(lines, &ahead.cast(), results, self.sparse)
             }),
-            8 => with_label_words::<T, u64>(lines, results, |lines, results| {
+            8 => with_label_words::<T, u64, 4>(lines, results, |lines, results| {
                 x86::most_frequent_of_eight(lines, &ahead.cast(), results, self.sparse)
             }),
             _ => 0,
@@ -145,7 +164,7 @@ impl<T: Element> BlockReducer<T, 8> for MostFrequentOfEight {
 /// integers `W` of the labels' width, which compare as the labels do (by their bits).
 #[cfg(target_arch = "x86_64")]
 #[inline(always)]
-fn with_label_words<T: Element, W: x86::Lanes>(
+fn with_label_words<T: Element, W: x86::Lanes, const LINES: usize>(
     lines: &[&[T]],
     results: &mut [T],
     kernel: impl FnOnce(&[&[W]], &mut [W]) -> usize,
@@ -153,13 +172,13 @@ fn with_label_words<T: Element, W: x86::Lanes>(
     assert!(
         std::mem::size_of::<T>() == std::mem::size_of::<W>() && std::mem::align_of::<T>() == std::mem::align_of::<W>()
     );
-    assert!(lines.len() == 4);
+    assert!(lines.len() == LINES);
     // SAFETY: Element is sealed; its types of W's size (u32, i32, f32 for u32; u64, i64,
     // f64 for u64) are plain data with W's size and alignment (asserted), valid for
     // every bit pattern, and their `to_bits` is the reinterpretation as W. So the
     // words compare as the labels' bits do, and every word the kernel writes, a copy
     // of an input word, is a valid T. The views cover the same memory as the slices.
-    let words: [&[W]; 4] =
+    let words: [&[W]; LINES] =
         std::array::from_fn(|j| unsafe { std::slice::from_raw_parts(lines[j].as_ptr().cast::<W>(), lines[j].len()) });
     let results = unsafe { std::slice::from_raw_parts_mut(results.as_mut_ptr().cast::<W>(), results.len()) };
     kernel(&words, results)
@@ -356,21 +375,24 @@ mod tests {
     use super::*;
     use crate::kernels::TestRandom;
 
-    /// Rows of 2x2x2 blocks drawn from a few labels (so ties and repeats are common),
-    /// through `reduce_line_pairs` (the AVX2 kernel and its tail) and block by block.
-    /// The labels include bit patterns only a bitwise compare tells apart: 0.0 and
-    /// -0.0, NaNs with two payloads, and all ones.
-    fn rows_agree_with_block_rule<T: Element>(pool: &[T]) {
+    /// Rows of 2x2 or 2x2x2 blocks drawn from a few labels (so ties and repeats are
+    /// common), through `reduce_line_pairs` (the AVX2 kernels and their tails) and block
+    /// by block. The labels include bit patterns only a bitwise compare tells apart: 0.0
+    /// and -0.0, NaNs with two payloads, and all ones.
+    fn rows_agree_with_block_rule<T: Element, R: BlockReducer<T, N, Out = T>, const N: usize>(
+        pool: &[T],
+        rule: impl Fn(bool) -> R,
+    ) {
         let mut rng = TestRandom(99);
         let mut next = |n: usize| (rng.next() >> 33) as usize % n;
         for sparse in [false, true] {
-            for blocks in [0, 1, 3, 4, 5, 7, 8, 9, 16, 17, 33] {
+            for blocks in [0, 1, 3, 4, 5, 7, 8, 9, 16, 17, 33, 100] {
                 for labels in [1, 2, 3, 8, pool.len()] {
-                    let lines: Vec<Vec<T>> = (0..4)
+                    let lines: Vec<Vec<T>> = (0..N / 2)
                         .map(|_| (0..2 * blocks).map(|_| pool[next(labels)]).collect())
                         .collect();
                     let lines: Vec<&[T]> = lines.iter().map(Vec::as_slice).collect();
-                    let rule = MostFrequentOfEight { sparse };
+                    let rule = rule(sparse);
                     let mut fast = vec![T::default(); blocks];
                     let mut by_block = vec![T::default(); blocks];
                     rule.reduce_line_pairs(&lines, &ReadAhead::past_ends(&lines), &mut fast);
@@ -382,35 +404,47 @@ mod tests {
         }
     }
 
-    #[test]
-    fn two_by_two_by_two_rows_agree_with_block_rule() {
-        rows_agree_with_block_rule::<u64>(&[0, 1, 2, 3, 1 << 63, u64::MAX, 5, 6, 7, 8, 9, 10]);
-        rows_agree_with_block_rule::<i64>(&[0, -1, 1, i64::MIN, i64::MAX, 2, 3, 4, 5, 6, 7, 8]);
-        rows_agree_with_block_rule::<u32>(&[0, 1, 2, 3, 1 << 31, u32::MAX, 5, 6, 7, 8, 9, 10]);
-        rows_agree_with_block_rule::<i32>(&[0, -1, 1, i32::MIN, i32::MAX, 2, 3, 4, 5, 6, 7, 8]);
-        let nan_f32 = [f32::NAN, f32::from_bits(0x7fc0_0001)];
-        rows_agree_with_block_rule::<f32>(&[0.0, -0.0, nan_f32[0], nan_f32[1], 1.0, -1.0, 2.5, 3.0, 4.0, 5.0]);
-        let nan_f64 = [f64::NAN, f64::from_bits(0x7ff8_0000_0000_0001)];
-        rows_agree_with_block_rule::<f64>(&[0.0, -0.0, nan_f64[0], nan_f64[1], 1.0, -1.0, 2.5, 3.0, 4.0, 5.0]);
-        rows_agree_with_block_rule::<u8>(&[0, 1, 2, 3, 255, 5, 6, 7, 8, 9]);
-        rows_agree_with_block_rule::<u16>(&[0, 1, 2, 3, u16::MAX, 5, 6, 7, 8, 9]);
+    /// Both rules, on every label type.
+    fn all_rows_agree_with_block_rules<T: Element>(pool: &[T]) {
+        rows_agree_with_block_rule(pool, |sparse| TwoByTwoRule { sparse });
+        rows_agree_with_block_rule(pool, |sparse| MostFrequentOfEight { sparse });
     }
 
-    /// The test above compares the kernel with the block rule only where the kernel runs.
+    #[test]
+    fn rows_of_blocks_agree_with_block_rules() {
+        all_rows_agree_with_block_rules::<u64>(&[0, 1, 2, 3, 1 << 63, u64::MAX, 5, 6, 7, 8, 9, 10]);
+        all_rows_agree_with_block_rules::<i64>(&[0, -1, 1, i64::MIN, i64::MAX, 2, 3, 4, 5, 6, 7, 8]);
+        all_rows_agree_with_block_rules::<u32>(&[0, 1, 2, 3, 1 << 31, u32::MAX, 5, 6, 7, 8, 9, 10]);
+        all_rows_agree_with_block_rules::<i32>(&[0, -1, 1, i32::MIN, i32::MAX, 2, 3, 4, 5, 6, 7, 8]);
+        let nan_f32 = [f32::NAN, f32::from_bits(0x7fc0_0001)];
+        all_rows_agree_with_block_rules::<f32>(&[0.0, -0.0, nan_f32[0], nan_f32[1], 1.0, -1.0, 2.5, 3.0, 4.0, 5.0]);
+        let nan_f64 = [f64::NAN, f64::from_bits(0x7ff8_0000_0000_0001)];
+        all_rows_agree_with_block_rules::<f64>(&[0.0, -0.0, nan_f64[0], nan_f64[1], 1.0, -1.0, 2.5, 3.0, 4.0, 5.0]);
+        all_rows_agree_with_block_rules::<u8>(&[0, 1, 2, 3, 255, 5, 6, 7, 8, 9]);
+        all_rows_agree_with_block_rules::<u16>(&[0, 1, 2, 3, u16::MAX, 5, 6, 7, 8, 9]);
+    }
+
+    /// The test above compares the kernels with the block rules only where the kernels run.
     #[cfg(target_arch = "x86_64")]
     #[test]
-    fn the_avx2_kernel_takes_whole_vectors_where_the_cpu_has_avx2() {
+    fn the_avx2_kernels_take_whole_vectors_where_the_cpu_has_avx2() {
         let line = [7u64; 18];
         let lines: [&[u64]; 4] = [&line; 4];
-        let mut results = [0u64; 9];
-        let done = x86::most_frequent_of_eight(&lines, &ReadAhead::past_ends(&lines), &mut results, false);
         let expected = if std::arch::is_x86_feature_detected!("avx2") {
             8
         } else {
             0
         };
-        assert_eq!(done, expected);
-        assert!(results[..done].iter().all(|&v| v == 7));
+        for sparse in [false, true] {
+            let mut results = [0u64; 9];
+            let done = x86::most_frequent_of_eight(&lines, &ReadAhead::past_ends(&lines), &mut results, sparse);
+            assert_eq!(done, expected);
+            assert!(results[..done].iter().all(|&v| v == 7));
+            let mut results = [0u64; 9];
+            let done = x86::two_by_two(&lines[..2], &ReadAhead::past_ends(&lines[..2]), &mut results, sparse);
+            assert_eq!(done, expected);
+            assert!(results[..done].iter().all(|&v| v == 7));
+        }
     }
 
     /// Windows counted in place against the plain pairwise count of their values, on

@@ -1,21 +1,25 @@
-//! The 2x2x2 mode of 32- and 64-bit labels in AVX2 registers, one block per lane.
+//! The 2x2 and 2x2x2 modes of 32- and 64-bit labels in AVX2 registers, one block per
+//! lane: a vector holds value i of as many blocks as it has lanes, and every block runs
+//! the same compares and selects without a branch.
 //!
-//! A scalar block costs up to 64 compares and a branch per label that mispredicts on
-//! cell walls, which held random labels to a third of the memory bandwidth. Here a
-//! vector holds value i of as many blocks as it has lanes, and every block runs the same
-//! 28 compares without a branch.
+//! 2x2x2: a scalar block costs up to 64 compares and a branch per label that
+//! mispredicts on cell walls, which held random labels to a third of the memory
+//! bandwidth. The count of value i is taken over values i..8 only. The first occurrence
+//! of a label then carries its full count and later occurrences less, so the first
+//! value with the highest count is the first occurrence of the earliest most frequent
+//! label: the same winner as the scalar rule, voxel for voxel.
 //!
-//! The count of value i is taken over values i..8 only. The first occurrence of a label
-//! then carries its full count and later occurrences less, so the first value with the
-//! highest count is the first occurrence of the earliest most frequent label: the same
-//! winner as the scalar rule, voxel for voxel.
+//! 2x2: three compares and two selects per vector (five and four in sparse mode). On
+//! 512x512x64 u64 labels with preallocated outputs this ran 1.06-1.10x as fast as the
+//! scalar rule the compiler built on random labels and 1.03-1.14x on realistic ones
+//! (one and two threads, four runs); u32 labels ran the same either way.
 
 use crate::cascade::ReadAhead;
 use std::arch::x86_64::{
     __m256i, _mm256_add_epi32, _mm256_add_epi64, _mm256_andnot_si256, _mm256_blendv_epi8, _mm256_castps_si256,
     _mm256_castsi256_ps, _mm256_cmpeq_epi32, _mm256_cmpeq_epi64, _mm256_cmpgt_epi32, _mm256_cmpgt_epi64,
-    _mm256_loadu_si256, _mm256_permute4x64_epi64, _mm256_set1_epi32, _mm256_set1_epi64x, _mm256_setzero_si256,
-    _mm256_shuffle_ps, _mm256_storeu_si256, _mm256_unpackhi_epi64, _mm256_unpacklo_epi64,
+    _mm256_loadu_si256, _mm256_or_si256, _mm256_permute4x64_epi64, _mm256_set1_epi32, _mm256_set1_epi64x,
+    _mm256_setzero_si256, _mm256_shuffle_ps, _mm256_storeu_si256, _mm256_unpackhi_epi64, _mm256_unpacklo_epi64,
 };
 
 /// A label width the kernel handles: its lane operations, for AVX2 only.
@@ -135,27 +139,95 @@ pub(super) fn most_frequent_of_eight<L: Lanes>(
     results: &mut [L],
     sparse: bool,
 ) -> usize {
+    whole_vectors::<L, 4>(lines, results, |lines, results| {
+        // SAFETY: AVX2 is available and every line holds 2 * results.len() values, a
+        // multiple of L::BLOCKS (`whole_vectors`' contract).
+        unsafe {
+            if sparse {
+                rows::<L, true>(lines, ahead, results);
+            } else {
+                rows::<L, false>(lines, ahead, results);
+            }
+        }
+    })
+}
+
+/// The 2x2 rule (`TwoByTwoRule`) for the leading whole vectors' worth of blocks of a
+/// row (result x reduces upper[2x], upper[2x + 1], lower[2x], lower[2x + 1]); returns
+/// how many it did, none without AVX2.
+pub(super) fn two_by_two<L: Lanes>(lines: &[&[L]], ahead: &ReadAhead<L>, results: &mut [L], sparse: bool) -> usize {
+    whole_vectors::<L, 2>(lines, results, |lines, results| {
+        // SAFETY: as in `most_frequent_of_eight`.
+        unsafe {
+            if sparse {
+                two_by_two_rows::<L, true>(lines, ahead, results);
+            } else {
+                two_by_two_rows::<L, false>(lines, ahead, results);
+            }
+        }
+    })
+}
+
+/// Runs `rows` on the `LINES` lines and the leading whole vectors' worth of results,
+/// if the CPU has AVX2, and returns how many results that was (0 without AVX2). Inside
+/// `rows`, AVX2 is available and every line holds at least 2 * results.len() values.
+#[inline(always)]
+fn whole_vectors<L: Lanes, const LINES: usize>(
+    lines: &[&[L]],
+    results: &mut [L],
+    rows: impl FnOnce([&[L]; LINES], &mut [L]),
+) -> usize {
     if !std::arch::is_x86_feature_detected!("avx2") {
         return 0;
     }
-    let [l0, l1, l2, l3] = lines else {
-        unreachable!("a 2x2x2 block spans four lines")
-    };
+    let lines: [&[L]; LINES] = lines.try_into().expect("a line per block row");
     let done = results.len() / L::BLOCKS * L::BLOCKS;
-    let lines = [*l0, *l1, *l2, *l3];
     for line in lines {
         assert!(line.len() >= 2 * done);
     }
-    // SAFETY: AVX2 is available (checked above) and every line holds 2 * done values
-    // (asserted above).
-    unsafe {
-        if sparse {
-            rows::<L, true>(lines, ahead, &mut results[..done]);
-        } else {
-            rows::<L, false>(lines, ahead, &mut results[..done]);
-        }
-    }
+    rows(lines, &mut results[..done]);
     done
+}
+
+/// # Safety
+/// AVX2 is available; both lines hold at least 2 * results.len() values, and
+/// results.len() is a multiple of L::BLOCKS.
+#[target_feature(enable = "avx2")]
+unsafe fn two_by_two_rows<L: Lanes, const SPARSE: bool>(lines: [&[L]; 2], ahead: &ReadAhead<L>, results: &mut [L]) {
+    // Two lines are read side by side, which the hardware prefetcher alone does not
+    // keep fed.
+    let lines_ahead: [_; 2] = std::array::from_fn(|j| ahead.side_by_side(&lines, j));
+    let [upper, lower] = lines;
+    let zero = _mm256_setzero_si256();
+    for (group, out) in results.chunks_exact_mut(L::BLOCKS).enumerate() {
+        let start = 2 * L::BLOCKS * group;
+        for line_ahead in &lines_ahead {
+            line_ahead.prefetch(start, 2 * L::BLOCKS);
+        }
+        // SAFETY (the loads): the pairs of this group end at 2 * L::BLOCKS * (group + 1)
+        // <= 2 * results.len() <= line.len() (the caller's contract). The lane calls:
+        // AVX2 is available.
+        let ((a, b), (c, d)) = unsafe {
+            (
+                L::load_pairs(upper.as_ptr().add(start)),
+                L::load_pairs(lower.as_ptr().add(start)),
+            )
+        };
+        let (a_is_b, a_is_c, b_is_c) = unsafe { (L::equal(a, b), L::equal(a, c), L::equal(b, c)) };
+        let a_wins = _mm256_or_si256(a_is_b, a_is_c);
+        // Later selects take precedence: they are the rule's earlier cases.
+        let best = if SPARSE {
+            let [a_zero, b_zero, d_zero] = [a, b, d].map(|v| unsafe { L::equal(v, zero) });
+            let first_real = _mm256_blendv_epi8(a, _mm256_blendv_epi8(b, c, b_zero), a_zero);
+            let best = _mm256_blendv_epi8(d, first_real, d_zero);
+            let best = _mm256_blendv_epi8(best, b, _mm256_andnot_si256(b_zero, b_is_c));
+            _mm256_blendv_epi8(best, a, _mm256_andnot_si256(a_zero, a_wins))
+        } else {
+            _mm256_blendv_epi8(_mm256_blendv_epi8(d, b, b_is_c), a, a_wins)
+        };
+        // SAFETY: out holds L::BLOCKS values, 256 bits; storeu has no alignment need.
+        unsafe { _mm256_storeu_si256(out.as_mut_ptr().cast(), L::restore_order(best)) };
+    }
 }
 
 /// # Safety
