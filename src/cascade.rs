@@ -1034,6 +1034,21 @@ impl<S> LineAhead<S> {
     }
 }
 
+/// Reads an element of every cache line of `line`, in address order, so the line is
+/// in cache before a kernel reads it beside another. Loads, not prefetches: on an AMD
+/// EPYC, the 2x2 mode of u64 labels ran at 2,418 MVx/s after loads, 2,217 after a
+/// loop of prefetches, and 1,108, as if nothing had been read, after `prefetch` (the
+/// same prefetches, unrolled by the compiler).
+#[inline(always)]
+pub(crate) fn read_into_cache<S>(line: &[S]) {
+    let step = (CACHE_LINE_BYTES / std::mem::size_of::<S>().max(1)).max(1);
+    for value in line.iter().step_by(step) {
+        // SAFETY: `value` refers to an element of the line: valid and aligned for reads.
+        // Volatile, so the load is kept although its value is not used.
+        unsafe { std::ptr::read_volatile(value) };
+    }
+}
+
 /// Asks for every cache line of the `len` elements from `start`, which need not be
 /// valid: a prefetch is only a hint.
 #[inline(always)]

@@ -155,7 +155,12 @@ pub(super) fn most_frequent_of_eight<L: Lanes>(
 /// The 2x2 rule (`TwoByTwoRule`) for the leading whole vectors' worth of blocks of a
 /// row (result x reduces upper[2x], upper[2x + 1], lower[2x], lower[2x + 1]); returns
 /// how many it did, none without AVX2.
-pub(super) fn two_by_two<L: Lanes>(lines: &[&[L]], ahead: &ReadAhead<L>, results: &mut [L], sparse: bool) -> usize {
+pub(super) fn two_by_two<L: Lanes>(
+    lines: &[&[L]],
+    ahead: Option<&ReadAhead<L>>,
+    results: &mut [L],
+    sparse: bool,
+) -> usize {
     whole_vectors::<L, 2>(lines, results, |lines, results| {
         // SAFETY: as in `most_frequent_of_eight`.
         unsafe {
@@ -193,15 +198,19 @@ fn whole_vectors<L: Lanes, const LINES: usize>(
 /// AVX2 is available; both lines hold at least 2 * results.len() values, and
 /// results.len() is a multiple of L::BLOCKS.
 #[target_feature(enable = "avx2")]
-unsafe fn two_by_two_rows<L: Lanes, const SPARSE: bool>(lines: [&[L]; 2], ahead: &ReadAhead<L>, results: &mut [L]) {
-    // Two lines are read side by side, which the hardware prefetcher alone does not
-    // keep fed.
-    let lines_ahead: [_; 2] = std::array::from_fn(|j| ahead.side_by_side(&lines, j));
+unsafe fn two_by_two_rows<L: Lanes, const SPARSE: bool>(
+    lines: [&[L]; 2],
+    ahead: Option<&ReadAhead<L>>,
+    results: &mut [L],
+) {
+    // Two lines read side by side from memory, which the hardware prefetcher alone does
+    // not keep fed, unless the caller has read the upper one already.
+    let lines_ahead = ahead.map(|ahead| [0, 1].map(|j| ahead.side_by_side(&lines, j)));
     let [upper, lower] = lines;
     let zero = _mm256_setzero_si256();
     for (group, out) in results.chunks_exact_mut(L::BLOCKS).enumerate() {
         let start = 2 * L::BLOCKS * group;
-        for line_ahead in &lines_ahead {
+        for line_ahead in lines_ahead.iter().flatten() {
             line_ahead.prefetch(start, 2 * L::BLOCKS);
         }
         // SAFETY (the loads): the pairs of this group end at 2 * L::BLOCKS * (group + 1)
