@@ -39,18 +39,16 @@ impl<T: Element> BlockReducer<T, 4> for TwoByTwoRule {
             }
         }
     }
-    /// 32- and 64-bit labels go through the AVX2 kernel, a vector of blocks at a time;
-    /// whatever it leaves (the row's tail, other widths, other CPUs) pair by pair.
-    ///
     /// A short upper line is read whole before the pair is reduced, and the lower line
     /// is then read beside it from cache: two lines read side by side from memory, each
     /// in a 4 KiB page of its own on 512-wide u64 labels, ran at half the bandwidth. On
     /// 512x512x64 labels (preallocated outputs, builds alternated in one process) this
     /// ran 1.6-1.9x as fast on u64 labels and 1.5-2.2x on u32 labels (realistic and
-    /// random) as reading both lines side by side with software prefetch. In a C model of the u64 kernel, reading the upper line whole
-    /// won up to 8 KiB lines (2 KiB: 1.3x, 4 KiB: 1.6x, 8 KiB: 1.4x), tied at 16 KiB and
-    /// lost at 32 KiB and 256 KiB, where the old way already ran near the read
-    /// bandwidth; reading it in 2-4 KiB pieces lost on lines up to 8 KiB.
+    /// random) as reading both lines side by side with software prefetch. In a C model
+    /// of the u64 kernel, reading the upper line whole won up to 8 KiB lines (2 KiB:
+    /// 1.3x, 4 KiB: 1.6x, 8 KiB: 1.4x), tied at 16 KiB and lost at 32 KiB and 256 KiB,
+    /// where the old way already ran near the read bandwidth; reading it in 2-4 KiB
+    /// pieces lost on lines up to 8 KiB.
     #[inline(always)]
     fn reduce_line_pairs(&self, lines: &[&[T]], ahead: &ReadAhead<T>, results: &mut [T]) {
         let [upper, _] = lines else {
@@ -70,6 +68,8 @@ const UPPER_LINE_READ_FIRST_BYTES: usize = 8192;
 
 impl TwoByTwoRule {
     /// The row of blocks; the lines are read ahead in software only with `ahead`.
+    /// 32- and 64-bit labels go through the AVX2 kernel, a vector of blocks at a time;
+    /// whatever it leaves (the row's tail, other widths, other CPUs) pair by pair.
     #[inline(always)]
     fn reduce_rows<T: Element>(&self, lines: &[&[T]], ahead: Option<&ReadAhead<T>>, results: &mut [T]) {
         #[cfg(target_arch = "x86_64")]
