@@ -1,6 +1,9 @@
 """The one-pass paths of the 2x2 / 2x2x2 families (src/cascade.rs) and striding on
-volumes large enough to be cut into many tiles (a tile holds at least 32K elements),
-against the numpy reference models.
+volumes large enough to be cut into many tiles, against the numpy reference models.
+Tiles are whole lines; a tile grows along one more axis to 1 MiB of input
+(`TILE_BYTES`), but no further than that axis's extent, so most of these volumes are
+one tile per plane (or per 2^mips planes), and only planes over 1 MiB are also cut
+across their lines.
 
 The property tests cover every rule on small arrays, which always fit one tile; these
 cases cross tile boundaries on odd sizes at every level, in every way a line can run:
@@ -27,6 +30,7 @@ GEOMETRIES = [
     ((9, 131, 263), (1, 2, 2)),  # axis 0 is not a factor axis
     ((131, 5, 263), (2, 1, 2)),  # the second factor axis is 2 apart from the first
     ((35, 33, 31, 3), (2, 2, 2, 1)),  # a channel axis
+    ((2053, 517, 2), (2, 2, 1)),  # planes over 1 MiB even in u8: tiles cut across lines
 ]
 LAYOUTS = ["F", "C", "neg"]
 CASES = [
