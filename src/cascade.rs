@@ -990,6 +990,12 @@ impl<S> ReadAhead<S> {
         LineAhead::new(lines[j], self.next[j])
     }
 
+    /// `side_by_side` for every one of `lines`, in order.
+    #[inline(always)]
+    pub(crate) fn all_side_by_side<const L: usize>(&self, lines: &[&[S]; L]) -> [LineAhead<S>; L] {
+        std::array::from_fn(|j| self.side_by_side(lines, j))
+    }
+
     /// Line `j` of `lines`, read after line j - 1: past its end, reading goes on in line
     /// j + 1, and after the last line in the next output line's first.
     #[inline(always)]

@@ -95,7 +95,7 @@ impl TwoByTwoRule {
         // In chunks, so both lines can be read ahead: they are read side by side, which
         // the hardware prefetcher alone does not keep fed.
         let lines = [upper, lower];
-        let lines_ahead = ahead.map(|ahead| [0, 1].map(|j| ahead.side_by_side(&lines, j)));
+        let lines_ahead = ahead.map(|ahead| ahead.all_side_by_side(&lines));
         for (chunk, results) in results.chunks_mut(LINE_CHUNK).enumerate() {
             let start = 2 * LINE_CHUNK * chunk;
             for line_ahead in lines_ahead.iter().flatten() {

@@ -205,7 +205,7 @@ unsafe fn two_by_two_rows<L: Lanes, const SPARSE: bool>(
 ) {
     // Two lines read side by side from memory, which the hardware prefetcher alone does
     // not keep fed, unless the caller has read the upper one already.
-    let lines_ahead = ahead.map(|ahead| [0, 1].map(|j| ahead.side_by_side(&lines, j)));
+    let lines_ahead = ahead.map(|ahead| ahead.all_side_by_side(&lines));
     let [upper, lower] = lines;
     let zero = _mm256_setzero_si256();
     for (group, out) in results.chunks_exact_mut(L::BLOCKS).enumerate() {
@@ -246,7 +246,7 @@ unsafe fn two_by_two_rows<L: Lanes, const SPARSE: bool>(
 unsafe fn rows<L: Lanes, const SPARSE: bool>(lines: [&[L]; 4], ahead: &ReadAhead<L>, results: &mut [L]) {
     // Four lines are read side by side, which the hardware prefetcher alone does not
     // keep fed.
-    let lines_ahead: [_; 4] = std::array::from_fn(|j| ahead.side_by_side(&lines, j));
+    let lines_ahead = ahead.all_side_by_side(&lines);
     for (group, out) in results.chunks_exact_mut(L::BLOCKS).enumerate() {
         let mut values = [_mm256_setzero_si256(); 8];
         for line_ahead in &lines_ahead {
