@@ -16,6 +16,28 @@ use transpose::transpose;
 /// implements this on a type of its own.
 pub(crate) trait RenderLine<A, T> {
     fn render_line(&self, values: &[A], out: &mut [T]);
+
+    /// `out` as the line results go in, when rendering would copy them unchanged: the
+    /// results are then written there directly. Otherwise `out` back.
+    #[inline(always)]
+    fn results_in<'a>(&self, out: &'a mut [T]) -> Result<&'a mut [A], &'a mut [T]> {
+        Err(out)
+    }
+}
+
+/// Renders each result as it is.
+pub(crate) struct RenderedAsIs;
+
+impl<A: Copy> RenderLine<A, A> for RenderedAsIs {
+    #[inline(always)]
+    fn render_line(&self, values: &[A], out: &mut [A]) {
+        out.copy_from_slice(values);
+    }
+
+    #[inline(always)]
+    fn results_in<'a>(&self, out: &'a mut [A]) -> Result<&'a mut [A], &'a mut [A]> {
+        Ok(out)
+    }
 }
 
 impl<A, T, F: Fn(&A) -> T> RenderLine<A, T> for F {
@@ -166,6 +188,23 @@ impl<T> Sink<T> {
         }
         assert!(origin[axis] + len <= self.shape[axis]);
         offset
+    }
+
+    /// The `len` elements from `origin` along `axis`, when they are contiguous.
+    ///
+    /// # Safety
+    /// No other reference to these elements exists while the slice lives, and no other
+    /// thread writes them (each tile writes only its own lines).
+    // Shared: every tile of every thread writes through the one Sink, each only its
+    // own lines (as `write_line` does).
+    #[allow(clippy::mut_from_ref)]
+    pub unsafe fn line_mut(&self, origin: &Dims, axis: usize, len: usize) -> Option<&mut [T]> {
+        let offset = self.line_offset(origin, axis, len);
+        // SAFETY: `offset` is the in-bounds element at `origin`, the next `len` elements
+        // along a stride-1 axis are in bounds (asserted in `line_offset`), and the
+        // caller guarantees exclusive access.
+        (self.strides[axis] == 1 || len == 1)
+            .then(|| unsafe { std::slice::from_raw_parts_mut(self.ptr.offset(offset), len) })
     }
 
     /// Fills the `len` elements from `origin` along `axis` with `fill`: in place when

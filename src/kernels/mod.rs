@@ -12,6 +12,7 @@ use ndarray::{ArrayViewD, ArrayViewMutD};
 use crate::cascade::{fold_line_pairs, fold_stacked_lines, BlockReducer, KeptAsIs, Levels, ReadAhead};
 use crate::dtype::Element;
 use crate::engine::{fill_output, Reducer, Source};
+use crate::sink::RenderedAsIs;
 
 /// Builds the pyramid of methods whose mip k+1 is a function of mip k alone
 /// (mode, min, max): `level` computes each mip from the previous output (the input for
@@ -144,17 +145,14 @@ where
 /// The levels of methods whose mip k+1 is the same reduction of mip k (mode, min, max):
 /// the state kept between levels is the mip itself.
 #[allow(clippy::type_complexity)]
-pub(crate) fn same_type_levels<T: Copy, R: Clone>(
+pub(crate) fn same_type_levels<R: Clone>(
     reducer: R,
-) -> Levels<R, R, impl Fn(usize) -> KeptAsIs, impl Fn(usize) -> fn(&T) -> T> {
-    fn copy<T: Copy>(v: &T) -> T {
-        *v
-    }
+) -> Levels<R, R, impl Fn(usize) -> KeptAsIs, impl Fn(usize) -> RenderedAsIs> {
     Levels {
         first: reducer.clone(),
         next: reducer,
         keep: |_| KeptAsIs,
-        render: |_| copy::<T> as fn(&T) -> T,
+        render: |_| RenderedAsIs,
     }
 }
 
