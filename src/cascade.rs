@@ -1030,6 +1030,49 @@ impl<S> ReadAhead<S> {
     }
 }
 
+impl<S> ReadAhead<S> {
+    /// For lines read side by side in pairs (2i and 2i + 1 of `lines`): each pair of
+    /// the next output line is read ahead as one run, its first line and then its
+    /// second, at twice the pace the pair is read. When a pair's lines follow each
+    /// other in memory, that is address order.
+    #[inline(always)]
+    pub(crate) fn next_in_pairs<const P: usize>(&self, lines: &[&[S]]) -> [PairAhead<S>; P] {
+        std::array::from_fn(|i| PairAhead {
+            first: self.next[2 * i],
+            len: lines[2 * i].len(),
+            second_from_start: self.next[2 * i + 1].wrapping_sub(lines[2 * i].len()),
+        })
+    }
+}
+
+/// The next output line's two lines of a pair, read ahead while the pair is reduced.
+pub(crate) struct PairAhead<S> {
+    first: *const S,
+    len: usize,
+    second_from_start: *const S,
+}
+
+impl<S> PairAhead<S> {
+    /// Asks for the next pair's `2 * len` elements that correspond to `len` elements
+    /// from `position` of the pair being reduced.
+    #[inline(always)]
+    pub(crate) fn prefetch(&self, position: usize, len: usize) {
+        prefetch(self.ahead_of(position), 2 * len);
+    }
+
+    /// Where the next pair is read while element `position` of this pair is.
+    #[inline(always)]
+    fn ahead_of(&self, position: usize) -> *const S {
+        let at = 2 * position;
+        let base = if at < self.len {
+            self.first
+        } else {
+            self.second_from_start
+        };
+        base.wrapping_add(at)
+    }
+}
+
 /// One line and where reading goes on after it, set up once per line so a line loop
 /// pays a compare and a select per prefetch.
 pub(crate) struct LineAhead<S> {
@@ -1155,6 +1198,33 @@ mod tests {
         for pair in rows.windows(2) {
             let ((_, ahead), (next_lines, _)) = (pair[0], pair[1]);
             assert_eq!(ahead, next_lines);
+        }
+    }
+
+    #[test]
+    fn pairs_read_the_next_pair_ahead_first_line_then_second_at_twice_the_pace() {
+        let data = [0u16; 4096];
+        let lines: [&[u16]; 4] = [&data[0..100], &data[100..200], &data[200..300], &data[300..400]];
+        // The next pairs: one contiguous (as in a plane), one not.
+        let next = [
+            data[1000..].as_ptr(),
+            data[1100..].as_ptr(),
+            data[2000..].as_ptr(),
+            data[3000..].as_ptr(),
+        ];
+        let [contiguous, apart]: [PairAhead<u16>; 2] = ReadAhead::at(next).next_in_pairs(&lines);
+        for position in [0, 1, 49, 50, 51, 99] {
+            let (first, second) = if 2 * position < 100 {
+                (next[0].wrapping_add(2 * position), next[2].wrapping_add(2 * position))
+            } else {
+                (
+                    next[1].wrapping_add(2 * position - 100),
+                    next[3].wrapping_add(2 * position - 100),
+                )
+            };
+            assert_eq!(contiguous.ahead_of(position), first, "{position}");
+            assert_eq!(contiguous.ahead_of(position), data[1000 + 2 * position..].as_ptr());
+            assert_eq!(apart.ahead_of(position), second, "{position}");
         }
     }
 
