@@ -1022,15 +1022,6 @@ impl<S> ReadAhead<S> {
         std::array::from_fn(|j| self.side_by_side(lines, j))
     }
 
-    /// Line `j` of `lines`, read after line j - 1: past its end, reading goes on in line
-    /// j + 1, and after the last line in the next output line's first.
-    #[inline(always)]
-    pub(crate) fn in_turn(&self, lines: &[&[S]], j: usize) -> LineAhead<S> {
-        LineAhead::new(lines[j], lines.get(j + 1).map_or(self.next[0], |line| line.as_ptr()))
-    }
-}
-
-impl<S> ReadAhead<S> {
     /// For lines read side by side in pairs (2i and 2i + 1 of `lines`): each pair of
     /// the next output line is read ahead as one run, its first line and then its
     /// second, at twice the pace the pair is read. When a pair's lines follow each
@@ -1042,6 +1033,13 @@ impl<S> ReadAhead<S> {
             len: lines[2 * i].len(),
             second_from_start: self.next[2 * i + 1].wrapping_sub(lines[2 * i].len()),
         })
+    }
+
+    /// Line `j` of `lines`, read after line j - 1: past its end, reading goes on in line
+    /// j + 1, and after the last line in the next output line's first.
+    #[inline(always)]
+    pub(crate) fn in_turn(&self, lines: &[&[S]], j: usize) -> LineAhead<S> {
+        LineAhead::new(lines[j], lines.get(j + 1).map_or(self.next[0], |line| line.as_ptr()))
     }
 }
 
