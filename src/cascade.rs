@@ -1052,10 +1052,10 @@ pub(crate) struct PairAhead<S> {
 
 impl<S> PairAhead<S> {
     /// Asks for the next pair's `2 * len` elements that correspond to `len` elements
-    /// from `position` of the pair being reduced.
+    /// from `position` of the pair being reduced (see `prefetch_into`).
     #[inline(always)]
-    pub(crate) fn prefetch(&self, position: usize, len: usize) {
-        prefetch(self.ahead_of(position), 2 * len);
+    pub(crate) fn prefetch<const INTO_L1: bool>(&self, position: usize, len: usize) {
+        prefetch_into::<S, INTO_L1>(self.ahead_of(position), 2 * len);
     }
 
     /// Where the next pair is read while element `position` of this pair is.
@@ -1129,6 +1129,12 @@ pub(crate) fn read_into_cache<S>(line: &[S]) {
 /// valid: a prefetch is only a hint.
 #[inline(always)]
 pub(crate) fn prefetch<S>(start: *const S, len: usize) {
+    prefetch_into::<S, true>(start, len);
+}
+
+/// `prefetch` into the first-level cache, or only as far as the second.
+#[inline(always)]
+pub(crate) fn prefetch_into<S, const INTO_L1: bool>(start: *const S, len: usize) {
     // A plain count, which folds to straight-line code when `len` is a constant.
     let cache_lines = (len * std::mem::size_of::<S>()).div_ceil(CACHE_LINE_BYTES);
     for line in 0..cache_lines {
@@ -1136,9 +1142,13 @@ pub(crate) fn prefetch<S>(start: *const S, len: usize) {
         #[cfg(target_arch = "x86_64")]
         // SAFETY: a prefetch is a hint; it never faults, whatever the address.
         unsafe {
-            std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(
-                start.cast::<i8>().wrapping_add(offset),
-            )
+            use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0, _MM_HINT_T1};
+            let address = start.cast::<i8>().wrapping_add(offset);
+            if INTO_L1 {
+                _mm_prefetch::<_MM_HINT_T0>(address)
+            } else {
+                _mm_prefetch::<_MM_HINT_T1>(address)
+            }
         };
         #[cfg(not(target_arch = "x86_64"))]
         let _ = (start, offset);
