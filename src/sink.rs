@@ -213,12 +213,10 @@ impl<T> Sink<T> {
     where
         T: Copy + Default,
     {
-        let offset = self.line_offset(origin, axis, len);
-        if self.strides[axis] == 1 || len == 1 {
-            // SAFETY: as in `write_line`: `offset` is the in-bounds element at `origin`,
-            // the next `len` elements along a stride-1 axis are in bounds (asserted in
-            // `line_offset`), and the caller's task is the only writer of this line.
-            fill(unsafe { std::slice::from_raw_parts_mut(self.ptr.offset(offset), len) });
+        // SAFETY: the caller's task is the only writer of this line, and the slice lives
+        // only while `fill` runs.
+        if let Some(line) = unsafe { self.line_mut(origin, axis, len) } {
+            fill(line);
         } else {
             scratch.clear();
             scratch.resize(len, T::default());

@@ -249,13 +249,14 @@ const PAIRED_READ_AHEAD_BYTES: usize = 4096;
 
 /// The longest lines whose next row, read ahead in pairs, is asked for in the
 /// first-level cache; longer ones only into the second (a row read a row ahead, four
-/// lines, would take half of a 32 KiB L1 or more, presumably evicting lines in use). Into L2 against into L1 (as
-/// above): 4 KiB u64 lines of the bench's labels 1.21x as fast (sparse 1.12x), 4 KiB
-/// u32 lines of 4 random labels 1.15x; but 1-2 KiB lines 0.70-0.89x (u64 and u32).
+/// lines, would take half of a 32 KiB L1 or more, presumably evicting lines in use).
+/// Into L2 against into L1 (as above): 4 KiB u64 lines of the bench's labels 1.21x as
+/// fast (sparse 1.12x), 4 KiB u32 lines of 4 random labels 1.15x; but 1-2 KiB lines
+/// 0.70-0.89x (u64 and u32).
 const PAIRED_INTO_L1_BYTES: usize = 2048;
 
 /// How the next row of 2x2x2 blocks is read ahead.
-#[derive(Clone, Copy, PartialEq)]
+#[derive(Clone, Copy)]
 enum RowAhead {
     EachLine,
     PairsIntoL1,
