@@ -330,12 +330,9 @@ trait MeanAccumulator: Copy + Default + Send + Sync + AddAssign + Scale + 'stati
     /// count is 0 (an all-zero sparse window).
     fn render<T: Element>(w: Weighted<Self>, division: Division) -> T;
 
-    /// `render` for a count that is a power of two (a dense block of the 2x2 or 2x2x2
-    /// family), which a float mean may multiply by instead of divide by.
-    #[inline(always)]
-    fn render_power_of_two<T: Element>(sum: Self, count: Self, division: Division) -> T {
-        Self::render(Weighted { sum, count }, division)
-    }
+    /// The mean of a dense block of the 2x2 or 2x2x2 family, whose count is a power of
+    /// two and never 0: an integer sum is shifted, a float one multiplied.
+    fn render_power_of_two<T: Element>(sum: Self, count: Self) -> T;
 }
 
 /// How an integer mean divides: every way gives sum / count truncated toward zero, but
@@ -371,6 +368,15 @@ macro_rules! impl_integer_mean {
                 };
                 T::from_i128(mean as i128)
             }
+
+            /// `render` with `Division::Shift`, without its per-voxel tests of the count
+            /// and the division: the loop then runs without branches (2x2x1 i32, 4
+            /// mips: the rendering loop was a third of the time).
+            #[inline(always)]
+            fn render_power_of_two<T: Element>(sum: Self, count: Self) -> T {
+                debug_assert!(count > 0 && count.count_ones() == 1);
+                T::from_i128(sum.shift_toward_zero(count.trailing_zeros()) as i128)
+            }
         }
     )*};
 }
@@ -396,7 +402,7 @@ impl MeanAccumulator for f64 {
     /// every voxel, so it leaves the loop, and a division per voxel became a
     /// multiplication (float32 1024x1024x64 by 2x2x1, one thread: 30.3 -> 26.8 ms).
     #[inline(always)]
-    fn render_power_of_two<T: Element>(sum: Self, count: Self, _: Division) -> T {
+    fn render_power_of_two<T: Element>(sum: Self, count: Self) -> T {
         debug_assert!(count > 0.0 && (count.to_bits() & ((1 << 52) - 1)) == 0);
         T::from_f64(sum * (1.0 / count))
     }
@@ -451,7 +457,7 @@ fn exact_mean<T: Element, A: MeanAccumulator>(
                 keep: |_| KeptAsIs,
                 render: |mip: usize| {
                     let count = counts[mip];
-                    move |&sum: &A| A::render_power_of_two::<T>(sum, count, division)
+                    move |&sum: &A| A::render_power_of_two::<T>(sum, count)
                 },
             };
             cascade::run_family(input, family, outputs, &levels);
@@ -1046,7 +1052,7 @@ mod tests {
     fn float_means_of_power_of_two_counts_multiply_to_the_quotient() {
         fn agree<T: Element>(sum: f64, count: f64) {
             let quotient: T = <f64 as MeanAccumulator>::render(Weighted { sum, count }, Division::Float);
-            let product: T = f64::render_power_of_two(sum, count, Division::Float);
+            let product: T = f64::render_power_of_two(sum, count);
             assert_eq!(
                 quotient.to_f64().to_bits(),
                 product.to_f64().to_bits(),
