@@ -1206,9 +1206,6 @@ mod tests {
         }
     }
 
-    /// Every row is told that reading goes on in the lines of the row handed over next:
-    /// within a tile, and from a tile's last row to the next tile's first, on a volume
-    /// split into several tiles along y and z (one thread, so tiles come in order).
     #[test]
     fn runs_are_prefetched_from_the_start_of_their_first_cache_line_to_their_last_byte() {
         let lines = |address: usize, bytes: usize| {
@@ -1223,6 +1220,9 @@ mod tests {
         assert_eq!(lines(130, 128), (2, 3));
     }
 
+    /// Every row is told that reading goes on in the lines of the row handed over next:
+    /// within a tile, and from a tile's last row to the next tile's first, on a volume
+    /// split into several tiles along y and z (one thread, so tiles come in order).
     #[test]
     fn each_row_reads_ahead_into_the_next_rows_lines() {
         // 512 u64 per line: a tile (TILE_BYTES) holds 256 of the 1024 lines of a plane.
