@@ -164,9 +164,6 @@ fn copy_transposed<T: Element>(src: &Source<'_, T>, sink: &Sink<T>, step: &Dims,
             for index in first..end {
                 let (origin, extent, first_line) = next;
                 let (lines, len) = (extent[out_axis], extent[in_axis]);
-                if index + 1 < tiles {
-                    next = tile_at(index + 1);
-                }
                 // The next tile's input pieces and output lines lie apart (a plane
                 // apart in a C-order input and a Fortran-order mip), each a cache line
                 // or two: too many streams for the hardware prefetcher, and each piece
@@ -177,6 +174,7 @@ fn copy_transposed<T: Element>(src: &Source<'_, T>, sink: &Sink<T>, step: &Dims,
                 // output lines, 7.7 with them into L2. Asking two or four tiles ahead
                 // instead of one: 9.0-9.1 ms against 9.2.
                 if index + 1 < tiles {
+                    next = tile_at(index + 1);
                     let (next_origin, next_extent, next_first_line) = next;
                     if src.stride(in_axis) == 1 {
                         let first_sample = src.offset_of(in_axis, next_origin[in_axis] * step[in_axis]);
