@@ -254,7 +254,7 @@ const TILE_BYTES: usize = 1 << 20;
 /// that is not the line axis: a cache line.
 const OUTPUT_RUN_BYTES: usize = CACHE_LINE_BYTES;
 
-const CACHE_LINE_BYTES: usize = 64;
+pub(crate) const CACHE_LINE_BYTES: usize = 64;
 
 /// Input lines up to this long are too short for the hardware prefetcher to follow:
 /// each tile asks for the next one's lines (measured on a C-order u8 volume, 64-byte

@@ -617,6 +617,9 @@ def test_mode_2x2x2_c_order_and_channels(rng, dtype, sparse):
         ((8, 8, 2), (4, 4, 1)),
         ((9, 7, 2), (4, 4, 1)),
         ((8, 8, 8), (4, 4, 4)),
+        # Rows a multiple of 4 KiB apart, 16 per window: copied a chunk at a time.
+        ((4096, 4, 4), (4, 4, 4)),
+        ((512, 6, 8), (4, 4, 4)),
         ((9, 7, 3), (2, 1, 1)),
         ((6, 6, 4, 2), (2, 2, 2, 2)),
         ((16, 16, 2), (8, 8, 1)),
