@@ -513,8 +513,8 @@ const CACHE_WAY_BYTES: usize = 4096;
 /// where all the rows of a window share one set: 4x4x4 (16 rows) 16.1 -> 11.3-11.5 ms,
 /// 4x4x8 32.5 -> 14.6-14.7, 2x2x8 26.5 -> 22.0-22.1, sparse 4x4x4 19.7 -> 16.9. Copied
 /// whatever the rows (a switch in a trial build): 12 rows in one set (4x4x3, 3x3x4)
-/// within 7% either way, 9 (3x3x3) 1.33x slower, 4x4x4 of u32 labels (8 rows per set)
-/// 1.32x slower, of u64 labels 500 wide (no two rows in one set) 1.48x slower.
+/// within 8% either way, 9 (3x3x3) 1.33x slower, 4x4x4 of u32 labels (8 rows per set)
+/// 1.33x slower, of u64 labels 500 wide (no two rows in one set) 1.48x slower.
 const ROWS_IN_ONE_SET_TO_CHUNK: usize = 16;
 
 /// Chunks are handed to the reduction as slices on the stack, at most this many.
