@@ -18,8 +18,6 @@ use std::arch::x86_64::{
     _mm256_testz_si256, _mm_cvtsi32_si128, _mm_loadu_si128,
 };
 
-use crate::cascade::ReadAhead;
-
 /// Results per vector: 16 lanes of 16 bits, from 32 bytes of each line.
 const LANES: usize = 16;
 
@@ -30,49 +28,87 @@ const LANES: usize = 16;
 /// so the totals are those of adding the values one by one. Returns the number of
 /// results written; the caller does the rest.
 ///
+/// The lines are read one after the other, in address order, and not read ahead in
+/// software: with the hardware prefetcher alone (and two vectors per pass, below), u8
+/// 2x2x1 averaging of 1024x1024x64 into preallocated outputs ran 1.2-1.27x as fast
+/// (2.65-2.78 against 3.35-3.39 ms, one thread, AMD EPYC Zen 4), 2x2x2 1.08-1.12x, one
+/// sparse mip 1.1x, 2 mips 1.07-1.09x, 4 mips and 4 sparse mips within 2%.
+///
 /// # Safety
 /// AVX2 is available.
 #[target_feature(enable = "avx2")]
 pub(super) unsafe fn byte_pair_sums<const COUNTING: bool>(
     lines: &[&[u8]],
-    ahead: &ReadAhead<u8>,
     results: &mut [u16],
     count_shift: u32,
 ) -> usize {
     let done = results.len() / LANES * LANES;
-    let ones = _mm256_set1_epi8(1);
-    let shift = _mm_cvtsi32_si128(count_shift as i32);
     for (index, line) in lines.iter().enumerate() {
-        assert!(line.len() >= 2 * done);
-        let line_ahead = ahead.in_turn(lines, index);
-        for x in (0..done).step_by(LANES) {
-            if x % (2 * LANES) == 0 {
-                // One cache line of input per two vectors, as the scalar fold asks.
-                line_ahead.prefetch(2 * x, 4 * LANES);
-            }
-            // SAFETY: 2x + 32 <= 2 * done <= line.len() (asserted); loadu has no
-            // alignment need.
-            let bytes = unsafe { _mm256_loadu_si256(line.as_ptr().add(2 * x).cast()) };
-            // Unsigned bytes times signed ones: v0 + v1 <= 510, far from saturating.
-            let mut sums = _mm256_maddubs_epi16(bytes, ones);
-            if COUNTING {
-                let nonzero = _mm256_min_epu8(bytes, ones);
-                let counts = _mm256_maddubs_epi16(nonzero, ones);
-                sums = _mm256_add_epi16(sums, _mm256_sll_epi16(counts, shift));
-            }
-            // SAFETY: x + 16 <= done <= results.len().
-            let slot = unsafe { results.as_mut_ptr().add(x).cast::<__m256i>() };
-            let total = if index == 0 {
-                sums
+        // SAFETY: AVX2 is available (this function's contract).
+        unsafe {
+            if index == 0 {
+                add_byte_pairs::<COUNTING, true>(line, &mut results[..done], count_shift);
             } else {
-                // SAFETY: as for the store below.
-                _mm256_add_epi16(unsafe { _mm256_loadu_si256(slot) }, sums)
-            };
-            // SAFETY: 16 u16 slots from x lie inside `results`.
-            unsafe { _mm256_storeu_si256(slot, total) };
+                add_byte_pairs::<COUNTING, false>(line, &mut results[..done], count_shift);
+            }
         }
     }
     done
+}
+
+/// One line of `byte_pair_sums` (`results.len()` a multiple of 16, the line at least
+/// twice as long): starts the results when `FIRST`, else adds to them. Two vectors (a
+/// cache line of input) per pass, with the first-line test outside the loop: one
+/// vector per pass, counted by a `step_by` iterator, took 13 instructions per vector
+/// against 7 (callgrind), and the line loop ran 1.06-1.10x slower.
+///
+/// # Safety
+/// AVX2 is available.
+#[target_feature(enable = "avx2")]
+#[inline]
+unsafe fn add_byte_pairs<const COUNTING: bool, const FIRST: bool>(line: &[u8], results: &mut [u16], count_shift: u32) {
+    let done = results.len();
+    assert!(done % LANES == 0 && line.len() >= 2 * done);
+    let ones = _mm256_set1_epi8(1);
+    let shift = _mm_cvtsi32_si128(count_shift as i32);
+    let sums_of = |x: usize| {
+        // SAFETY: callers pass x + 16 <= done, so 2x + 32 <= line.len() (asserted);
+        // loadu has no alignment need.
+        let bytes = unsafe { _mm256_loadu_si256(line.as_ptr().add(2 * x).cast()) };
+        // Unsigned bytes times signed ones: v0 + v1 <= 510, far from saturating.
+        let sums = _mm256_maddubs_epi16(bytes, ones);
+        if COUNTING {
+            let nonzero = _mm256_min_epu8(bytes, ones);
+            let counts = _mm256_maddubs_epi16(nonzero, ones);
+            _mm256_add_epi16(sums, _mm256_sll_epi16(counts, shift))
+        } else {
+            sums
+        }
+    };
+    let slots = results.as_mut_ptr();
+    let add = |x: usize, sums: __m256i| {
+        // SAFETY: callers pass x + 16 <= done = results.len(); loadu and storeu have no
+        // alignment need.
+        unsafe {
+            let slot = slots.add(x).cast::<__m256i>();
+            let total = if FIRST {
+                sums
+            } else {
+                _mm256_add_epi16(_mm256_loadu_si256(slot), sums)
+            };
+            _mm256_storeu_si256(slot, total);
+        }
+    };
+    let mut x = 0;
+    while x + 2 * LANES <= done {
+        let (first, second) = (sums_of(x), sums_of(x + LANES));
+        add(x, first);
+        add(x + LANES, second);
+        x += 2 * LANES;
+    }
+    if x < done {
+        add(x, sums_of(x));
+    }
 }
 
 /// Writes results 0 .. 16 * (results.len() / 16): result x is the sum, in wrapping u16
@@ -97,7 +133,8 @@ pub(super) unsafe fn word_pair_sums(lines: &[&[u16]], results: &mut [u16]) -> us
     }
     let ones = _mm256_set1_epi16(1);
     let low_words = _mm256_set1_epi32(0xFFFF);
-    for x in (0..done).step_by(LANES) {
+    let mut x = 0;
+    while x < done {
         // SAFETY: 2x + 32 <= 2 * done <= the length of every line (asserted); loadu has
         // no alignment need.
         let load = |line: &[u16], half: usize| unsafe { _mm256_loadu_si256(line.as_ptr().add(2 * x + half).cast()) };
@@ -114,6 +151,7 @@ pub(super) unsafe fn word_pair_sums(lines: &[&[u16]], results: &mut [u16]) -> us
         let sums = _mm256_permute4x64_epi64::<0b11_01_10_00>(_mm256_packus_epi32(low, high));
         // SAFETY: x + 16 <= done <= results.len().
         unsafe { _mm256_storeu_si256(results.as_mut_ptr().add(x).cast(), sums) };
+        x += LANES;
     }
     done
 }
@@ -130,7 +168,8 @@ pub(super) unsafe fn shifted_words_to_bytes(values: &[u16], out: &mut [u8], shif
     let shift = _mm_cvtsi32_si128(shift as i32);
     // `as u8` keeps the low byte; the mask makes the saturating pack do the same.
     let low_bytes = _mm256_set1_epi16(0xFF);
-    for x in (0..len).step_by(2 * LANES) {
+    let mut x = 0;
+    while x < len {
         // SAFETY: x + 32 <= len <= values.len(); loadu has no alignment need.
         let (first, second) = unsafe {
             let at = values.as_ptr().add(x);
@@ -141,6 +180,7 @@ pub(super) unsafe fn shifted_words_to_bytes(values: &[u16], out: &mut [u8], shif
         let bytes = _mm256_permute4x64_epi64::<0b11_01_10_00>(_mm256_packus_epi16(first, second));
         // SAFETY: x + 32 <= len <= out.len().
         unsafe { _mm256_storeu_si256(out.as_mut_ptr().add(x).cast(), bytes) };
+        x += 2 * LANES;
     }
     len
 }
