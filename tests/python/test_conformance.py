@@ -626,6 +626,8 @@ def test_mode_2x2x2_c_order_and_channels(rng, dtype, sparse):
         ((7, 10), (1, 3)),
         ((8, 8, 6), (4, 4)),
         ((5, 6, 7), (2, 3, 2)),
+        # 80 values a window: past the all-pairs count, sorted when many labels.
+        ((8, 8, 10), (4, 4, 5)),
     ],
     ids=str,
 )
@@ -634,8 +636,9 @@ def test_mode_other_factors(rng, dtype, shape, factor, sparse):
     """Departure: for factors outside 2x2 / 2x2x2 tinybrain strides (floats,
     non-powers of two, odd sizes), runs COUNTLESS levels with other tie rules,
     shrinks z for (4,4) on 3-D, or raises ((2,1,1), (2,2,2,2)) (reference 2.4).
-    We take the exact mode over the clipped window, ties to the earliest."""
-    for k in (2, 4):
+    We take the exact mode over the clipped window, ties to the earliest. The whole
+    pool of 10 labels reaches the counts for windows of many labels."""
+    for k in (2, 4, 10):
         img = labels(rng, shape, dtype, k)
         expected = models.run("segmentation", img, factor, 2, sparse)
         for layout in ("F", "C"):
