@@ -90,9 +90,7 @@ pub trait Element: Copy + Send + Sync + PartialEq + PartialOrd + Debug + Default
     const LOWEST: Self;
     const HIGHEST: Self;
     /// The bit pattern, used where labels compare bitwise (mode pooling).
-    /// Also a counter of matches (`From<bool>`, `Add`): exact mode counts each value's
-    /// matches in lanes as wide as the values, which vectorise (see `mode.rs`).
-    type Bits: Copy + Eq + Ord + Hash + Default + Send + Sync + Debug + From<bool> + std::ops::Add<Output = Self::Bits>;
+    type Bits: Copy + Eq + Ord + Hash + Default + Send + Sync + Debug;
 
     fn to_bits(self) -> Self::Bits;
     /// Numerically zero (so -0.0 counts as zero): what sparse averaging leaves out.
