@@ -329,29 +329,12 @@ const FEW_LABELS: usize = 9;
 fn most_frequent_all_pairs<T: Element, const CAP: usize>(values: &[T], len: usize, sparse: bool) -> T {
     let zero = T::Bits::default();
     assert!(len <= CAP && CAP % 16 == 0 && len <= values.len());
-    #[cfg(target_arch = "x86_64")]
-    if values.len() >= len.next_multiple_of(16) && std::arch::is_x86_feature_detected!("avx2") {
-        let padded = len.next_multiple_of(16);
-        // SAFETY: the CPU has AVX2 (checked just above). Element is sealed: its types of
-        // 8 bytes (u64, i64, f64) and of 4 (u32, i32, f32) are plain data with the size
-        // and alignment of u64 and u32, whose `to_bits` is that reinterpretation, so
-        // their words compare as their bits do; `padded` values are in bounds (checked).
-        let first = unsafe {
-            match std::mem::size_of::<T>() {
-                8 => Some(x86::first_most_frequent(
-                    std::slice::from_raw_parts(values.as_ptr().cast::<u64>(), padded),
-                    len,
-                    sparse,
-                )),
-                4 => Some(x86::first_most_frequent(
-                    std::slice::from_raw_parts(values.as_ptr().cast::<u32>(), padded),
-                    len,
-                    sparse,
-                )),
-                _ => None,
-            }
-        };
-        if let Some(first) = first {
+    let padded = len.next_multiple_of(16);
+    if values.len() >= padded {
+        // SAFETY: Element is sealed: its types of 8 bytes (u64, i64, f64) and of 4 (u32,
+        // i32, f32) are plain data with the size and alignment of u64 and u32, whose
+        // `to_bits` is that reinterpretation.
+        if let Some(first) = unsafe { first_most_frequent_in_lanes(&values[..padded], len, sparse) } {
             return first.map_or_else(T::default, |i| values[i]);
         }
     }
@@ -360,30 +343,44 @@ fn most_frequent_all_pairs<T: Element, const CAP: usize>(values: &[T], len: usiz
     for (b, v) in bits.iter_mut().zip(values) {
         *b = v.to_bits();
     }
+    // SAFETY: `Bits` is u32 or u64 where it has their size (Element is sealed).
+    if let Some(first) = unsafe { first_most_frequent_in_lanes(&bits, len, sparse) } {
+        return first.map_or_else(T::default, |i| values[i]);
+    }
+    first_most_frequent(&bits[..len], sparse).map_or_else(T::default, |i| values[i])
+}
+
+/// `x86::first_most_frequent` of `words[..len]` (`words` runs on to whole vector
+/// pairs), when the words are 32 or 64 bits wide and the CPU has AVX2; None otherwise.
+///
+/// # Safety
+/// A `W` of 4 or 8 bytes is plain data with the size and alignment of u32 or u64, every
+/// bit pattern valid, whose labels are equal exactly when those words are.
+#[inline(always)]
+unsafe fn first_most_frequent_in_lanes<W: Copy>(words: &[W], len: usize, sparse: bool) -> Option<Option<usize>> {
     #[cfg(target_arch = "x86_64")]
     if std::arch::is_x86_feature_detected!("avx2") {
-        // SAFETY: the CPU has AVX2 (checked just above); `Bits` is u32 or u64 where it
-        // has their size (Element is sealed), so the copy is their words.
-        let first = unsafe {
-            match std::mem::size_of::<T::Bits>() {
+        // SAFETY: the CPU has AVX2 (checked just above); the words are u64 or u32 as the
+        // caller guarantees, and the views cover the same memory as `words`.
+        return unsafe {
+            match std::mem::size_of::<W>() {
                 8 => Some(x86::first_most_frequent(
-                    std::slice::from_raw_parts(bits.as_ptr().cast::<u64>(), CAP),
+                    std::slice::from_raw_parts(words.as_ptr().cast::<u64>(), words.len()),
                     len,
                     sparse,
                 )),
                 4 => Some(x86::first_most_frequent(
-                    std::slice::from_raw_parts(bits.as_ptr().cast::<u32>(), CAP),
+                    std::slice::from_raw_parts(words.as_ptr().cast::<u32>(), words.len()),
                     len,
                     sparse,
                 )),
                 _ => None,
             }
         };
-        if let Some(first) = first {
-            return first.map_or_else(T::default, |i| values[i]);
-        }
     }
-    first_most_frequent(&bits[..len], sparse).map_or_else(T::default, |i| values[i])
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = (words, len, sparse);
+    None
 }
 
 /// `x86::first_most_frequent`, value by value: each value counted against the values
