@@ -256,7 +256,7 @@ fn most_frequent_of_window<T: Element>(window: &WindowRows<'_, T>, buffer: &mut 
     window.gather(buffer);
     // Padded to whole vector pairs, so that the all-pairs count reads the values where
     // they are (what the padding holds is never counted).
-    let padded = len.next_multiple_of(16);
+    let padded = len.next_multiple_of(PAIR_LANES);
     if len <= ALL_PAIRS_LIMIT && buffer.len() < padded {
         buffer.resize(padded, first);
     }
@@ -313,6 +313,11 @@ const ALL_PAIRS_LIMIT: usize = 64;
 /// included, in sparse mode).
 const LABELS_BEFORE_ALL_PAIRS: usize = 4;
 
+/// Values in the widest pair of vectors the all-pairs count reads at once (two AVX2
+/// vectors of 32-bit labels): windows are padded to a multiple of this for it to read
+/// them in place.
+const PAIR_LANES: usize = 16;
+
 /// Windows larger than `ALL_PAIRS_LIMIT` are counted label by label up to this many
 /// labels (background included, in sparse mode), then sorted.
 const FEW_LABELS: usize = 9;
@@ -322,14 +327,14 @@ const FEW_LABELS: usize = 9;
 /// `x86::first_most_frequent`), the others in the same order value by value. Of
 /// `values[..len]`: when `values` runs on to a whole number of vector pairs past
 /// `len`, 32- and 64-bit labels are read where they are; otherwise they are copied to
-/// the stack, in an array of `CAP` (a multiple of 16, at least `len`). (The copy, of a
+/// the stack, in an array of `CAP` (a multiple of `PAIR_LANES`, at least `len`). (The copy, of a
 /// length known only at run time, was a call to memmove: a tenth of exact 3x3x3 mode of
 /// random labels.)
 #[inline(always)]
 fn most_frequent_all_pairs<T: Element, const CAP: usize>(values: &[T], len: usize, sparse: bool) -> T {
     let zero = T::Bits::default();
-    assert!(len <= CAP && CAP % 16 == 0 && len <= values.len());
-    let padded = len.next_multiple_of(16);
+    assert!(len <= CAP && CAP % PAIR_LANES == 0 && len <= values.len());
+    let padded = len.next_multiple_of(PAIR_LANES);
     if values.len() >= padded {
         // SAFETY: Element is sealed: its types of 8 bytes (u64, i64, f64) and of 4 (u32,
         // i32, f32) are plain data with the size and alignment of u64 and u32, whose
@@ -663,7 +668,9 @@ mod tests {
                     // Run on with more labels to a whole number of vector pairs, which
                     // the counts must not see.
                     let mut padded = values.clone();
-                    padded.resize_with(len.next_multiple_of(16), || label((rng.next() >> 56) as u8 % labels));
+                    padded.resize_with(len.next_multiple_of(PAIR_LANES), || {
+                        label((rng.next() >> 56) as u8 % labels)
+                    });
                     for sparse in [false, true] {
                         let expected = most_frequent_pairwise(&values, sparse).to_bits();
                         let same = |found: T, path: &str| {

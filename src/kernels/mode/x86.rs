@@ -264,10 +264,10 @@ pub(super) unsafe fn first_most_frequent<L: Lanes + Into<u64> + Eq + Default>(
         let high_lanes = L::sub(low_lanes, L::of(L::BLOCKS).splat());
         let low_ranks = L::sub(L::of(LAST_INDEX - start).splat(), lane_numbers);
         let high_ranks = L::sub(low_ranks, L::of(L::BLOCKS).splat());
-        let key = |counts: __m256i, values: __m256i, lanes_left: __m256i, ranks: __m256i| {
+        let key = |counts: __m256i, labels: __m256i, lanes_left: __m256i, ranks: __m256i| {
             let mut keep = L::greater(lanes_left, zero);
             if sparse {
-                keep = _mm256_andnot_si256(L::equal(values, zero), keep);
+                keep = _mm256_andnot_si256(L::equal(labels, zero), keep);
             }
             _mm256_and_si256(keep, L::add(L::times_64(counts), ranks))
         };
