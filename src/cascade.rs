@@ -11,6 +11,8 @@
 //! Along a line, blocks are read in address order: a level is a set of lines, and every
 //! output line is reduced from the 2 or 4 (2x2x2: 4 or 8) input lines of its blocks.
 
+use std::sync::OnceLock;
+
 use ndarray::{ArrayViewD, ArrayViewMutD};
 
 use crate::engine::Source;
@@ -902,39 +904,39 @@ pub(crate) const LINE_CHUNK: usize = 32;
 /// result sees its values in scan order. The first line starts the results in the same
 /// pass, not in a clearing pass of its own, and each line is read in chunks: measured
 /// 2x faster for f32 sums (the chunk's loop vectorises) than one plain loop. The lines
-/// are not read ahead in software: with the hardware prefetcher alone (1024x1024x64,
-/// one thread, preallocated outputs, AMD EPYC Zen 4), 2x2x1 averaging of u16 ran
-/// 1.06-1.09x as fast, i32 1.08-1.12x, f32 1.02-1.06x, i64 1.02-1.04x, u8 max pooling
-/// 1.05-1.07x (one and 4 mips), u16 min pooling 1.08-1.13x; 4 mips of u16 and i32
-/// within 2%.
+/// are read ahead in software where `ahead` says so (see `reads_ahead_in_software`).
 #[inline(always)]
 pub(crate) fn fold_line_pairs<S: Copy, A>(
     lines: &[&[S]],
+    ahead: &ReadAhead<S>,
     results: &mut [A],
     empty: impl Fn() -> A,
     add: impl Fn(&mut A, S, S),
 ) {
     #[inline(always)]
-    fn fold<S: Copy, A>(line: &[S], results: &mut [A], add: impl Fn(&mut A, S, S)) {
+    fn fold<S: Copy, A>(line: &[S], line_ahead: Option<LineAhead<S>>, results: &mut [A], add: impl Fn(&mut A, S, S)) {
         // Chunks of results slicing the line, not zipped with chunks of it: the compiler
         // did not inline the set-up of that zip in the cascade's large AVX2 function,
         // which left it dividing by the chunk sizes at run time (4.5% of a 4-mip u8
         // pyramid).
         for (chunk, results) in results.chunks_mut(LINE_CHUNK).enumerate() {
             let first = 2 * LINE_CHUNK * chunk;
+            if let Some(line_ahead) = &line_ahead {
+                line_ahead.prefetch(first, 2 * LINE_CHUNK);
+            }
             for (result, pair) in results.iter_mut().zip(line[first..].chunks_exact(2)) {
                 add(result, pair[0], pair[1]);
             }
         }
     }
     if let Some((first, rest)) = lines.split_first() {
-        fold(first, results, |result, a, b| {
+        fold(first, ahead.in_turn(lines, 0), results, |result, a, b| {
             let mut started = empty();
             add(&mut started, a, b);
             *result = started;
         });
-        for line in rest {
-            fold(line, results, &add);
+        for (j, line) in rest.iter().enumerate() {
+            fold(line, ahead.in_turn(lines, j + 1), results, &add);
         }
     }
 }
@@ -962,6 +964,51 @@ pub(crate) fn fold_stacked_lines<S: Copy, A>(
     }
 }
 
+/// The environment variable that overrides `reads_ahead_in_software`: `1` reads ahead
+/// in software, `0` leaves it to the hardware prefetcher. Read once.
+pub const READ_AHEAD_ENV: &str = "TINYBRAIN_READ_AHEAD";
+
+/// Whether this CPU's line loops ask for every line ahead with prefetch instructions,
+/// or leave what they can to the hardware prefetcher: `READ_AHEAD_ENV` if set, else
+/// on Intel CPUs only. Where set, loops that read lines one after the other (sums, min
+/// and max) read them ahead, the 2x2 mode rule reads its two lines side by side and
+/// ahead, and 2x2x2 mode reads each line's next line ahead. Where not, the first read
+/// ahead nothing, the 2x2 rule reads a short upper line whole first, and 2x2x2 mode
+/// reads short lines' next row ahead in pairs of lines. The same code measured both
+/// ways (1024x1024x64 u8, 512x512x64 labels, one thread, preallocated outputs, builds
+/// or settings alternated in one process) went opposite ways on the bench's two CPUs:
+/// - AMD EPYC (Zen 4), without: u8 2x2x1 averaging 1.2-1.27x as fast, 2x2x2
+///   1.08-1.12x, u16 1.06-1.09x, i32 1.08-1.12x, u8 max pooling 1.05-1.07x; 2x2 mode
+///   of u64 labels 1.6-1.9x, 2x2x2 mode 1.12-1.25x.
+/// - Intel Xeon (family 6 model 167), with: u8 2x2x1 averaging 1.38-1.45x as fast,
+///   4 mips 1.3-1.35x, sparse 1.3-1.5x, u8 min and max pooling 1.3-1.6x, u16
+///   1.13-1.14x, i32 1.2-1.3x, f32 within 2%; 2x2 mode of u64 and u32 labels
+///   1.2-1.39x, 2x2x2 mode of u64 labels 1.31-1.34x.
+///
+/// Other x86 vendors take the AMD way (untested); elsewhere there is no prefetch.
+pub(crate) fn reads_ahead_in_software() -> bool {
+    static CHOICE: OnceLock<bool> = OnceLock::new();
+    *CHOICE.get_or_init(|| match std::env::var(READ_AHEAD_ENV).as_deref().map(str::trim) {
+        Ok("1") => true,
+        Ok("0") => false,
+        _ => cpu_is_intel(),
+    })
+}
+
+fn cpu_is_intel() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        // SAFETY: every x86_64 CPU has cpuid leaf 0 (the vendor). Unsafe before Rust
+        // 1.87, a safe function since.
+        #[allow(unused_unsafe)]
+        let id = unsafe { std::arch::x86_64::__cpuid(0) };
+        let vendor: Vec<u8> = [id.ebx, id.edx, id.ecx].iter().flat_map(|w| w.to_le_bytes()).collect();
+        vendor == b"GenuineIntel"
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    false
+}
+
 /// How far ahead of its use a line is read into cache, in bytes.
 const PREFETCH_DISTANCE: usize = 2048;
 
@@ -975,8 +1022,11 @@ const PREFETCH_DISTANCE: usize = 2048;
 /// mode ran at 60% of the read bandwidth.
 ///
 /// The addresses are only ever prefetched, never read, so a wrong guess costs time only.
+///
+/// It also carries this CPU's choice of how to read ahead (`reads_ahead_in_software`).
 pub(crate) struct ReadAhead<S> {
     next: [*const S; MAX_LINES],
+    in_software: bool,
 }
 
 /// Input lines of one output line, at most (2x2x2 blocks across lines).
@@ -987,7 +1037,10 @@ impl<S> ReadAhead<S> {
     pub(crate) fn at<const L: usize>(next: [*const S; L]) -> Self {
         let mut all = [std::ptr::null(); MAX_LINES];
         all[..L].copy_from_slice(&next);
-        ReadAhead { next: all }
+        ReadAhead {
+            next: all,
+            in_software: reads_ahead_in_software(),
+        }
     }
 
     /// Reading goes on right after each line, in memory: the guess when nothing better
@@ -997,7 +1050,23 @@ impl<S> ReadAhead<S> {
         for (next, line) in next.iter_mut().zip(lines) {
             *next = line.as_ptr_range().end;
         }
-        ReadAhead { next }
+        ReadAhead {
+            next,
+            in_software: reads_ahead_in_software(),
+        }
+    }
+
+    /// The same, with lines read one after the other read ahead in software or not,
+    /// whatever this CPU's choice (for tests of both ways).
+    #[cfg(test)]
+    pub(crate) fn with_software(self, in_software: bool) -> Self {
+        ReadAhead { in_software, ..self }
+    }
+
+    /// Whether this CPU reads ahead in software (`reads_ahead_in_software`).
+    #[inline(always)]
+    pub(crate) fn in_software(&self) -> bool {
+        self.in_software
     }
 
     /// The same addresses, for a kernel that sees the lines as another type of the
@@ -1006,6 +1075,7 @@ impl<S> ReadAhead<S> {
         assert_eq!(std::mem::size_of::<S>(), std::mem::size_of::<W>());
         ReadAhead {
             next: self.next.map(|p| p.cast::<W>()),
+            in_software: self.in_software,
         }
     }
 
@@ -1014,6 +1084,15 @@ impl<S> ReadAhead<S> {
     #[inline(always)]
     pub(crate) fn side_by_side(&self, lines: &[&[S]], j: usize) -> LineAhead<S> {
         LineAhead::new(lines[j], self.next[j])
+    }
+
+    /// Line `j` of `lines`, read after line j - 1: past its end, reading goes on in line
+    /// j + 1, and after the last line in the next output line's first. None when lines
+    /// read in turn are left to the hardware prefetcher.
+    #[inline(always)]
+    pub(crate) fn in_turn(&self, lines: &[&[S]], j: usize) -> Option<LineAhead<S>> {
+        self.in_software
+            .then(|| LineAhead::new(lines[j], lines.get(j + 1).map_or(self.next[0], |line| line.as_ptr())))
     }
 
     /// `side_by_side` for every one of `lines`, in order.
@@ -1200,6 +1279,39 @@ mod tests {
         }
     }
 
+    /// The line fold gives the same results whether it reads its lines ahead in software
+    /// or not, on lines that end inside a chunk and past it.
+    #[test]
+    fn line_pairs_fold_alike_read_ahead_in_software_or_not() {
+        let data: Vec<u32> = (0..3 * 301).map(|i| (i * 7919 % 1000) as u32).collect();
+        let lines: Vec<&[u32]> = data.chunks(301).collect();
+        for len in [0, 1, LINE_CHUNK - 1, LINE_CHUNK, LINE_CHUNK + 1, 150] {
+            let fold = |software: bool| {
+                let ahead = ReadAhead::past_ends(&lines).with_software(software);
+                let mut results = vec![u64::MAX; len];
+                fold_line_pairs(
+                    &lines,
+                    &ahead,
+                    &mut results,
+                    || 0u64,
+                    |total, a, b| {
+                        *total = 3 * *total + u64::from(a) + 2 * u64::from(b);
+                    },
+                );
+                results
+            };
+            let want: Vec<u64> = (0..len)
+                .map(|x| {
+                    lines.iter().fold(0, |total, line| {
+                        3 * total + u64::from(line[2 * x]) + 2 * u64::from(line[2 * x + 1])
+                    })
+                })
+                .collect();
+            assert_eq!(fold(true), want, "{len} results, read ahead in software");
+            assert_eq!(fold(false), want, "{len} results, not");
+        }
+    }
+
     #[test]
     fn runs_are_prefetched_from_the_start_of_their_first_cache_line_to_their_last_byte() {
         let lines = |address: usize, bytes: usize| {
@@ -1270,7 +1382,7 @@ mod tests {
     }
 
     #[test]
-    fn lines_read_side_by_side_go_on_in_their_own_next_line() {
+    fn lines_read_side_by_side_go_on_in_their_own_next_line_and_lines_read_in_turn_in_the_following_one() {
         let data = [0u8; 4096];
         let lines: [&[u8]; 2] = [&data[0..100], &data[100..200]];
         let next = [data[1000..].as_ptr(), data[2000..].as_ptr()];
@@ -1286,6 +1398,13 @@ mod tests {
         let past = 50 + distance - 100;
         assert_eq!(ahead.side_by_side(&lines, 0).ahead_of(50), next[0].wrapping_add(past));
         assert_eq!(ahead.side_by_side(&lines, 1).ahead_of(50), next[1].wrapping_add(past));
+        // Read in turn (where that is done in software): line 0 goes on in line 1, line
+        // 1 in the next row's line 0.
+        let ahead = ahead.with_software(true);
+        let in_turn = |j| ahead.in_turn(&lines, j).expect("read ahead in software").ahead_of(50);
+        assert_eq!(in_turn(0), lines[1].as_ptr().wrapping_add(past));
+        assert_eq!(in_turn(1), next[0].wrapping_add(past));
+        assert!(ahead.with_software(false).in_turn(&lines, 0).is_none());
         // Past the ends, when nothing better is known.
         let guess = ReadAhead::past_ends(&lines);
         assert_eq!(guess.next[0], lines[1].as_ptr());

@@ -25,6 +25,7 @@ pub use api::{
     downsample, downsample_into, downsample_segmentation, downsample_with_averaging, downsample_with_max_pooling,
     downsample_with_min_pooling, downsample_with_striding, Method,
 };
+pub use cascade::READ_AHEAD_ENV;
 pub use dtype::{AveragingClass, DType, Element};
 pub use error::{Error, ErrorKind, Result};
 pub use shape::{chunk_alignment, mip_shape, pyramid_len, MAX_NDIM};

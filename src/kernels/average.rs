@@ -696,7 +696,9 @@ where
         let done = match (as_slices_of::<S, u8, N>(lines), as_mut_slice_of::<A, u16>(results)) {
             (Some(bytes), Some(words)) if std::arch::is_x86_feature_detected!("avx2") => {
                 // SAFETY: the CPU has AVX2 (checked just above).
-                unsafe { x86::byte_pair_sums::<COUNTING>(&bytes[..lines.len()], words, self.count_shift) }
+                unsafe {
+                    x86::byte_pair_sums::<COUNTING>(&bytes[..lines.len()], &ahead.cast(), words, self.count_shift)
+                }
             }
             _ => 0,
         };
@@ -1105,18 +1107,22 @@ mod tests {
         let first: Vec<u8> = (0..=255).collect();
         let second: Vec<u8> = (0..=255u8).rev().map(|v| v.rotate_left(3)).collect();
         let lines = [first.as_slice(), second.as_slice()];
-        // Whole passes of 32 results, a last vector of 16, and a tail left to the caller.
-        for (counting, len) in [false, true]
-            .into_iter()
-            .flat_map(|c| [16, 48, 112, 120, 128].map(|len| (c, len)))
-        {
+        // Whole passes of 32 results, a last vector of 16, and a tail left to the caller;
+        // lines read ahead in software and not.
+        let cases = [false, true].into_iter().flat_map(|counting| {
+            [false, true]
+                .into_iter()
+                .flat_map(move |software| [16, 48, 112, 120, 128].map(|len| (counting, software, len)))
+        });
+        for (counting, software, len) in cases {
             let mut results = vec![0xAAAAu16; len];
+            let ahead = ReadAhead::past_ends(&lines).with_software(software);
             // SAFETY: the CPU has AVX2 (checked above).
             let done = unsafe {
                 if counting {
-                    x86::byte_pair_sums::<true>(&lines, &mut results, 11)
+                    x86::byte_pair_sums::<true>(&lines, &ahead, &mut results, 11)
                 } else {
-                    x86::byte_pair_sums::<false>(&lines, &mut results, 11)
+                    x86::byte_pair_sums::<false>(&lines, &ahead, &mut results, 11)
                 }
             };
             assert_eq!(done, len / 16 * 16);
@@ -1124,7 +1130,10 @@ mod tests {
             for (x, &got) in results[..done].iter().enumerate() {
                 let pack = |v: u8| v as u16 + if counting && v != 0 { 1 << 11 } else { 0 };
                 let want = lines.iter().map(|l| pack(l[2 * x]) + pack(l[2 * x + 1])).sum::<u16>();
-                assert_eq!(got, want, "result {x}, counting {counting}");
+                assert_eq!(
+                    got, want,
+                    "result {x}, counting {counting}, read ahead in software {software}"
+                );
             }
         }
     }

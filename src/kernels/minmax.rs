@@ -68,12 +68,12 @@ impl<T: Element, const N: usize, const MAX: bool> BlockReducer<T, N> for Pick<MA
     }
     /// Folds a line at a time, in scan order as `reduce` does: the same result.
     #[inline(always)]
-    fn reduce_line_pairs(&self, lines: &[&[T]], _ahead: &ReadAhead<T>, results: &mut [T]) {
+    fn reduce_line_pairs(&self, lines: &[&[T]], ahead: &ReadAhead<T>, results: &mut [T]) {
         let push_pair = |best: &mut T, a: T, b: T| {
             Reducer::push(self, best, a);
             Reducer::push(self, best, b);
         };
-        fold_line_pairs(lines, results, Self::identity, push_pair);
+        fold_line_pairs(lines, ahead, results, Self::identity, push_pair);
     }
     /// Starts from the first line: the identity loses to any value but itself (a NaN
     /// replaces it, and an equal value leaves the same bits), so copying the first line

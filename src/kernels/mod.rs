@@ -110,13 +110,13 @@ where
     /// Line by line, in the same order as `reduce`: identical sums, but each line is
     /// read once, in address order, into accumulators that stay in cache.
     #[inline(always)]
-    fn reduce_line_pairs(&self, lines: &[&[S]], _ahead: &ReadAhead<S>, results: &mut [A]) {
+    fn reduce_line_pairs(&self, lines: &[&[S]], ahead: &ReadAhead<S>, results: &mut [A]) {
         let convert = &self.0;
         let add = |total: &mut A, a: S, b: S| {
             *total += convert(a);
             *total += convert(b);
         };
-        fold_line_pairs(lines, results, A::default, add);
+        fold_line_pairs(lines, ahead, results, A::default, add);
     }
     /// Starts each sum from zero plus the first line's value, not from the value
     /// itself: for floats 0.0 + -0.0 is +0.0, and `reduce` gives that.

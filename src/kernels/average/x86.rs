@@ -10,6 +10,7 @@
 //! `vpshufb`: the f32 division widens each value to 32 bits and back and converts it
 //! twice (2.5 ms of the same 9.4).
 
+use crate::cascade::{LineAhead, ReadAhead};
 use std::arch::x86_64::{
     __m256i, _mm256_add_epi16, _mm256_and_si256, _mm256_blendv_epi8, _mm256_broadcastsi128_si256, _mm256_cmpgt_epi16,
     _mm256_loadu_si256, _mm256_madd_epi16, _mm256_maddubs_epi16, _mm256_min_epu8, _mm256_mulhi_epu16, _mm256_or_si256,
@@ -28,28 +29,28 @@ const LANES: usize = 16;
 /// so the totals are those of adding the values one by one. Returns the number of
 /// results written; the caller does the rest.
 ///
-/// The lines are read one after the other, in address order, and not read ahead in
-/// software: with the hardware prefetcher alone (and two vectors per pass, below), u8
-/// 2x2x1 averaging of 1024x1024x64 into preallocated outputs ran 1.2-1.27x as fast
-/// (2.65-2.78 against 3.35-3.39 ms, one thread, AMD EPYC Zen 4), 2x2x2 1.08-1.12x, one
-/// sparse mip 1.1x, 2 mips 1.07-1.09x, 4 mips and 4 sparse mips within 2%.
+/// The lines are read one after the other, in address order, and read ahead in
+/// software where `ahead` says so (`cascade::reads_ahead_in_software`): one cache line
+/// per pass of two vectors.
 ///
 /// # Safety
 /// AVX2 is available.
 #[target_feature(enable = "avx2")]
 pub(super) unsafe fn byte_pair_sums<const COUNTING: bool>(
     lines: &[&[u8]],
+    ahead: &ReadAhead<u8>,
     results: &mut [u16],
     count_shift: u32,
 ) -> usize {
     let done = results.len() / LANES * LANES;
     for (index, line) in lines.iter().enumerate() {
+        let line_ahead = ahead.in_turn(lines, index);
         // SAFETY: AVX2 is available (this function's contract).
         unsafe {
             if index == 0 {
-                add_byte_pairs::<COUNTING, true>(line, &mut results[..done], count_shift);
+                add_byte_pairs::<COUNTING, true>(line, line_ahead.as_ref(), &mut results[..done], count_shift);
             } else {
-                add_byte_pairs::<COUNTING, false>(line, &mut results[..done], count_shift);
+                add_byte_pairs::<COUNTING, false>(line, line_ahead.as_ref(), &mut results[..done], count_shift);
             }
         }
     }
@@ -66,7 +67,12 @@ pub(super) unsafe fn byte_pair_sums<const COUNTING: bool>(
 /// AVX2 is available.
 #[target_feature(enable = "avx2")]
 #[inline]
-unsafe fn add_byte_pairs<const COUNTING: bool, const FIRST: bool>(line: &[u8], results: &mut [u16], count_shift: u32) {
+unsafe fn add_byte_pairs<const COUNTING: bool, const FIRST: bool>(
+    line: &[u8],
+    line_ahead: Option<&LineAhead<u8>>,
+    results: &mut [u16],
+    count_shift: u32,
+) {
     let done = results.len();
     assert!(done % LANES == 0 && line.len() >= 2 * done);
     let ones = _mm256_set1_epi8(1);
@@ -101,6 +107,9 @@ unsafe fn add_byte_pairs<const COUNTING: bool, const FIRST: bool>(line: &[u8], r
     };
     let mut x = 0;
     while x + 2 * LANES <= done {
+        if let Some(line_ahead) = line_ahead {
+            line_ahead.prefetch(2 * x, 4 * LANES);
+        }
         let (first, second) = (sums_of(x), sums_of(x + LANES));
         add(x, first);
         add(x + LANES, second);

@@ -371,8 +371,9 @@ unsafe fn two_by_two_rows<L: Lanes, const SPARSE: bool>(
     }
 }
 
-/// The longest lines of 2x2x2 blocks whose next row is read ahead in pairs of lines.
-/// Measured with both read-aheads in one build (one thread, preallocated outputs, 2x2x2
+/// The longest lines of 2x2x2 blocks whose next row is read ahead in pairs of lines,
+/// where the hardware prefetcher is left to read lines in turn (AMD, see `rows`).
+/// Measured on an AMD EPYC (Zen 4) with both read-aheads in one build (one thread, preallocated outputs, 2x2x2
 /// mode of 4 random labels in 16-32 MiB volumes): u64 lines of 1 KiB 1.84x as fast,
 /// 2 KiB 1.94x, 8 KiB 0.95x, 16 KiB 0.87x, 32 KiB 0.82x; u32 lines of 512 bytes 1.09x,
 /// 1 KiB 2.1x, 4 KiB 1.03x, 8 KiB 0.90x, 16 KiB 0.83x. The bench's 512x512x64 u64
@@ -404,9 +405,14 @@ unsafe fn rows<L: Lanes, const SPARSE: bool>(lines: [&[L]; 4], ahead: &ReadAhead
     // keep fed. Lines up to `PAIRED_READ_AHEAD_BYTES` long read the next row ahead a
     // pair of lines at a time (lines 0 and 1 lie in one plane, usually one after the
     // other, and so do 2 and 3): in address order, as two streams instead of four.
+    // Not on the CPUs that read ahead in software (Intel), where each line read its own
+    // next line ahead into L1 ran faster at every width (u64 labels of the bench, 4 KiB
+    // lines: 1.31-1.34x, random, realistic and sparse; 1 KiB 1.22x; 2 KiB and u32 1 KiB
+    // within 5%; one thread, preallocated outputs, Intel Xeon family 6 model 167).
     let lines_ahead = ahead.all_side_by_side(&lines);
     let pairs_ahead: [_; 2] = ahead.next_in_pairs(&lines);
     let row_ahead = match std::mem::size_of_val(lines[0]) {
+        _ if ahead.in_software() => RowAhead::EachLine,
         bytes if bytes <= PAIRED_INTO_L1_BYTES => RowAhead::PairsIntoL1,
         bytes if bytes <= PAIRED_READ_AHEAD_BYTES => RowAhead::PairsIntoL2,
         _ => RowAhead::EachLine,
