@@ -373,11 +373,11 @@ unsafe fn two_by_two_rows<L: Lanes, const SPARSE: bool>(
 
 /// The longest lines of 2x2x2 blocks whose next row is read ahead in pairs of lines,
 /// where the hardware prefetcher is left to read lines in turn (AMD, see `rows`).
-/// Measured on an AMD EPYC (Zen 4) with both read-aheads in one build (one thread, preallocated outputs, 2x2x2
-/// mode of 4 random labels in 16-32 MiB volumes): u64 lines of 1 KiB 1.84x as fast,
-/// 2 KiB 1.94x, 8 KiB 0.95x, 16 KiB 0.87x, 32 KiB 0.82x; u32 lines of 512 bytes 1.09x,
-/// 1 KiB 2.1x, 4 KiB 1.03x, 8 KiB 0.90x, 16 KiB 0.83x. The bench's 512x512x64 u64
-/// labels (4 KiB lines): 1.12-1.16x.
+/// Measured on an AMD EPYC (Zen 4) with both read-aheads in one build (one thread,
+/// preallocated outputs, 2x2x2 mode of 4 random labels in 16-32 MiB volumes): u64
+/// lines of 1 KiB 1.84x as fast, 2 KiB 1.94x, 8 KiB 0.95x, 16 KiB 0.87x, 32 KiB 0.82x;
+/// u32 lines of 512 bytes 1.09x, 1 KiB 2.1x, 4 KiB 1.03x, 8 KiB 0.90x, 16 KiB 0.83x.
+/// The bench's 512x512x64 u64 labels (4 KiB lines): 1.12-1.16x.
 const PAIRED_READ_AHEAD_BYTES: usize = 4096;
 
 /// The longest lines whose next row, read ahead in pairs, is asked for in the
