@@ -10,7 +10,7 @@
 //! `vpshufb`: the f32 division widens each value to 32 bits and back and converts it
 //! twice (2.5 ms of the same 9.4).
 
-use crate::cascade::{LineAhead, ReadAhead};
+use crate::cascade::ReadAhead;
 use std::arch::x86_64::{
     __m256i, _mm256_add_epi16, _mm256_and_si256, _mm256_blendv_epi8, _mm256_broadcastsi128_si256, _mm256_cmpgt_epi16,
     _mm256_loadu_si256, _mm256_madd_epi16, _mm256_maddubs_epi16, _mm256_min_epu8, _mm256_mulhi_epu16, _mm256_or_si256,
@@ -44,13 +44,19 @@ pub(super) unsafe fn byte_pair_sums<const COUNTING: bool>(
 ) -> usize {
     let done = results.len() / LANES * LANES;
     for (index, line) in lines.iter().enumerate() {
-        let line_ahead = ahead.in_turn(lines, index);
+        let results = &mut results[..done];
+        // A loop of its own for each way, as in `cascade::fold_line_pairs`.
         // SAFETY: AVX2 is available (this function's contract).
         unsafe {
-            if index == 0 {
-                add_byte_pairs::<COUNTING, true>(line, line_ahead.as_ref(), &mut results[..done], count_shift);
-            } else {
-                add_byte_pairs::<COUNTING, false>(line, line_ahead.as_ref(), &mut results[..done], count_shift);
+            match (index == 0, ahead.in_turn(lines, index)) {
+                (true, Some(line_ahead)) => add_byte_pairs::<COUNTING, true>(line, results, count_shift, |at| {
+                    line_ahead.prefetch(at, 4 * LANES)
+                }),
+                (false, Some(line_ahead)) => add_byte_pairs::<COUNTING, false>(line, results, count_shift, |at| {
+                    line_ahead.prefetch(at, 4 * LANES)
+                }),
+                (true, None) => add_byte_pairs::<COUNTING, true>(line, results, count_shift, |_| {}),
+                (false, None) => add_byte_pairs::<COUNTING, false>(line, results, count_shift, |_| {}),
             }
         }
     }
@@ -58,7 +64,8 @@ pub(super) unsafe fn byte_pair_sums<const COUNTING: bool>(
 }
 
 /// One line of `byte_pair_sums` (`results.len()` a multiple of 16, the line at least
-/// twice as long): starts the results when `FIRST`, else adds to them. Two vectors (a
+/// twice as long): starts the results when `FIRST`, else adds to them, calling
+/// `read_ahead` with each pass's first byte before it reads from there. Two vectors (a
 /// cache line of input) per pass, with the first-line test outside the loop: one
 /// vector per pass, counted by a `step_by` iterator, took 13 instructions per vector
 /// against 7 (callgrind), and the line loop ran 1.06-1.10x slower.
@@ -69,9 +76,9 @@ pub(super) unsafe fn byte_pair_sums<const COUNTING: bool>(
 #[inline]
 unsafe fn add_byte_pairs<const COUNTING: bool, const FIRST: bool>(
     line: &[u8],
-    line_ahead: Option<&LineAhead<u8>>,
     results: &mut [u16],
     count_shift: u32,
+    read_ahead: impl Fn(usize),
 ) {
     let done = results.len();
     assert!(done % LANES == 0 && line.len() >= 2 * done);
@@ -107,9 +114,7 @@ unsafe fn add_byte_pairs<const COUNTING: bool, const FIRST: bool>(
     };
     let mut x = 0;
     while x + 2 * LANES <= done {
-        if let Some(line_ahead) = line_ahead {
-            line_ahead.prefetch(2 * x, 4 * LANES);
-        }
+        read_ahead(2 * x);
         let (first, second) = (sums_of(x), sums_of(x + LANES));
         add(x, first);
         add(x + LANES, second);
