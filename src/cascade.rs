@@ -46,6 +46,15 @@ pub(crate) trait BlockReducer<S: Copy, const N: usize>: Sync {
         let _ = ahead;
         reduce_line_pairs_by_block(self, lines, results);
     }
+    /// Interior blocks of whole lines when the line axis is the factor axis at `position`
+    /// (not the first, as in a C-order volume's 2x2x2 blocks): result x reduces values 2x
+    /// and 2x+1 of each of the N/2 lines, the line bit at `position` of the scan-order
+    /// index. Reducers that depend on the order override this only where it pays.
+    #[inline(always)]
+    fn reduce_line_pairs_at(&self, position: usize, lines: &[&[S]], ahead: &ReadAhead<S>, results: &mut [Self::Out]) {
+        let _ = ahead;
+        reduce_line_pairs_at_by_block(self, position, lines, results);
+    }
     /// Interior blocks when the line axis is not a factor axis: result x reduces
     /// lines[0][x], lines[1][x], ... (N lines, in scan order).
     #[inline(always)]
@@ -58,6 +67,30 @@ pub(crate) trait BlockReducer<S: Copy, const N: usize>: Sync {
             let block: [S; N] = std::array::from_fn(|i| unsafe { *lines.get_unchecked(i).get_unchecked(x) });
             *result = self.reduce(&block);
         }
+    }
+}
+
+/// `reduce_line_pairs_at` one block at a time: the default, and the tail of rows that
+/// overriding reducers do not take whole.
+#[inline(always)]
+pub(crate) fn reduce_line_pairs_at_by_block<S: Copy, R: BlockReducer<S, N> + ?Sized, const N: usize>(
+    reducer: &R,
+    position: usize,
+    lines: &[&[S]],
+    results: &mut [R::Out],
+) {
+    assert_eq!(lines.len(), N / 2);
+    for line in lines {
+        assert!(line.len() >= 2 * results.len());
+    }
+    for (x, result) in results.iter_mut().enumerate() {
+        let block: [S; N] = std::array::from_fn(|i| {
+            let (combo, b) = unslot(i, position, false);
+            // SAFETY: combo < N/2 lines (asserted), each at least 2 * results.len()
+            // long (asserted), and 2x + b < 2 * results.len().
+            unsafe { *lines.get_unchecked(combo).get_unchecked(2 * x + b) }
+        });
+        *result = reducer.reduce(&block);
     }
 }
 
@@ -821,17 +854,7 @@ fn reduce_pairs<S: Copy, R: BlockReducer<S, N>, const N: usize, const ROW_FIRST:
     }
     match line_weights {
         None if ROW_FIRST => reducer.reduce_line_pairs(&lines[..half], ahead, &mut results[..pairs]),
-        None => {
-            for (x, result) in results[..pairs].iter_mut().enumerate() {
-                let block: [S; N] = std::array::from_fn(|i| {
-                    let (combo, b) = unslot(i, position, ROW_FIRST);
-                    // SAFETY: combo < N/2 lines, each of length in_len (asserted above),
-                    // and 2x + b <= 2 * pairs - 1 < in_len.
-                    unsafe { *lines.get_unchecked(combo).get_unchecked(2 * x + b) }
-                });
-                *result = reducer.reduce(&block);
-            }
-        }
+        None => reducer.reduce_line_pairs_at(position, &lines[..half], ahead, &mut results[..pairs]),
         Some(weights) => {
             for (x, result) in results[..pairs].iter_mut().enumerate() {
                 let mut block: [S; N] = [lines[0][0]; N];

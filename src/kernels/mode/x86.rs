@@ -190,9 +190,11 @@ impl Lanes for u32 {
 }
 
 /// Reduces the leading whole vectors' worth of blocks of a row of 2x2x2 blocks (result
-/// x reduces lines[j][2x] and lines[j][2x + 1] for j = 0..4, in scan order) and returns
-/// how many it did: none without AVX2, so the caller finishes the rest.
+/// x reduces lines[j][2x] and lines[j][2x + 1] for j = 0..4, the line bit at `position`
+/// (0, 1 or 2) of the scan-order index) and returns how many it did: none without AVX2,
+/// so the caller finishes the rest.
 pub(super) fn most_frequent_of_eight<L: Lanes>(
+    position: usize,
     lines: &[&[L]],
     ahead: &ReadAhead<L>,
     results: &mut [L],
@@ -202,10 +204,14 @@ pub(super) fn most_frequent_of_eight<L: Lanes>(
         // SAFETY: AVX2 is available and every line holds 2 * results.len() values, a
         // multiple of L::BLOCKS (`whole_vectors`' contract).
         unsafe {
-            if sparse {
-                rows::<L, true>(lines, ahead, results);
-            } else {
-                rows::<L, false>(lines, ahead, results);
+            match (position, sparse) {
+                (0, false) => rows::<L, false, 0>(lines, ahead, results),
+                (0, true) => rows::<L, true, 0>(lines, ahead, results),
+                (1, false) => rows::<L, false, 1>(lines, ahead, results),
+                (1, true) => rows::<L, true, 1>(lines, ahead, results),
+                (2, false) => rows::<L, false, 2>(lines, ahead, results),
+                (2, true) => rows::<L, true, 2>(lines, ahead, results),
+                _ => unreachable!("a 2x2x2 block has three axes"),
             }
         }
     })
@@ -400,7 +406,11 @@ enum RowAhead {
 /// AVX2 is available; every line holds at least 2 * results.len() values, and
 /// results.len() is a multiple of L::BLOCKS.
 #[target_feature(enable = "avx2")]
-unsafe fn rows<L: Lanes, const SPARSE: bool>(lines: [&[L]; 4], ahead: &ReadAhead<L>, results: &mut [L]) {
+unsafe fn rows<L: Lanes, const SPARSE: bool, const POSITION: usize>(
+    lines: [&[L]; 4],
+    ahead: &ReadAhead<L>,
+    results: &mut [L],
+) {
     // Four lines are read side by side, which the hardware prefetcher alone does not
     // keep fed. Lines up to `PAIRED_READ_AHEAD_BYTES` long read the next row ahead a
     // pair of lines at a time (lines 0 and 1 lie in one plane, usually one after the
@@ -426,9 +436,13 @@ unsafe fn rows<L: Lanes, const SPARSE: bool>(lines: [&[L]; 4], ahead: &ReadAhead
             RowAhead::EachLine => lines_ahead.iter().for_each(|line| line.prefetch(start, len)),
         }
         for (j, line) in lines.iter().enumerate() {
+            // Values 2x and 2x+1 of line j sit at these places of the block's scan order.
+            let low = j & ((1 << POSITION) - 1);
+            let even = ((j >> POSITION) << (POSITION + 1)) | low;
             // SAFETY: the pairs of this group end at 2 * L::BLOCKS * (group + 1) <=
             // 2 * results.len() <= line.len() (the caller's contract).
-            (values[2 * j], values[2 * j + 1]) = unsafe { L::load_pairs(line.as_ptr().add(2 * L::BLOCKS * group)) };
+            (values[even], values[even | 1 << POSITION]) =
+                unsafe { L::load_pairs(line.as_ptr().add(2 * L::BLOCKS * group)) };
         }
         // Counts are kept negative (each match adds an all-ones -1), so "more" is "less".
         let mut counts = [unsafe { L::minus_one() }; 8];
