@@ -28,6 +28,10 @@ pub(crate) trait BlockReducer<S: Copy, const N: usize>: Sync {
     /// True when an edge block must say which of its values are copies (exact means weigh
     /// the real voxel by its number of copies instead of adding the copies one by one).
     const WEIGHTED: bool = false;
+    /// True when the result does not depend on the order of the block's values (integer
+    /// sums, the least or greatest integer): `reduce_line_pairs` then serves blocks
+    /// whose lines run along any of their axes.
+    const ORDER_FREE: bool = false;
     fn reduce(&self, block: &[S; N]) -> Self::Out;
     /// An edge block: `weights[i]` copies of `block[i]`, where weight 0 marks a padding
     /// copy. Only called when `WEIGHTED`.
@@ -853,7 +857,7 @@ fn reduce_pairs<S: Copy, R: BlockReducer<S, N>, const N: usize, const ROW_FIRST:
         assert_eq!(line.len(), in_len);
     }
     match line_weights {
-        None if ROW_FIRST => reducer.reduce_line_pairs(&lines[..half], ahead, &mut results[..pairs]),
+        None if ROW_FIRST || R::ORDER_FREE => reducer.reduce_line_pairs(&lines[..half], ahead, &mut results[..pairs]),
         None => reducer.reduce_line_pairs_at(position, &lines[..half], ahead, &mut results[..pairs]),
         Some(weights) => {
             for (x, result) in results[..pairs].iter_mut().enumerate() {

@@ -304,6 +304,7 @@ struct Weighted<A> {
 }
 
 impl<A: Scale> Scale for Weighted<A> {
+    const EXACT: bool = A::EXACT;
     #[inline(always)]
     fn times(self, copies: u32) -> Self {
         Weighted {
@@ -564,6 +565,7 @@ impl AddAssign for SplitSum {
 }
 
 impl Scale for SplitSum {
+    const EXACT: bool = true;
     #[inline(always)]
     fn times(self, copies: u32) -> Self {
         SplitSum {
@@ -678,6 +680,7 @@ where
 {
     type Out = A;
     const WEIGHTED: bool = WEIGHTED;
+    const ORDER_FREE: bool = A::EXACT;
     #[inline(always)]
     fn reduce(&self, block: &[S; N]) -> A {
         BlockReducer::<S, N>::reduce(&self.sum, block)
@@ -720,6 +723,7 @@ where
 {
     type Out = A;
     const WEIGHTED: bool = false;
+    const ORDER_FREE: bool = A::EXACT;
     #[inline(always)]
     fn reduce(&self, block: &[A; N]) -> A {
         BlockReducer::<A, N>::reduce(&BlockSum::<_, false>(|a: A| a), block)

@@ -4,7 +4,7 @@
 use ndarray::{ArrayViewD, ArrayViewMutD};
 
 use crate::cascade::{self, fold_line_pairs, fold_stacked_lines, BlockReducer, ReadAhead};
-use crate::dtype::Element;
+use crate::dtype::{AveragingClass, Element};
 use crate::engine::{reduce_level, Edge, Reducer, Window};
 use crate::kernels::same_type_levels;
 use crate::shape::{family, pad_dims, Family};
@@ -18,7 +18,7 @@ pub(crate) enum Extremum {
 /// Max pooling when `MAX`, min pooling otherwise (a constant, so the row loop has no
 /// branch on it).
 #[derive(Clone)]
-struct Pick<const MAX: bool>;
+pub(crate) struct Pick<const MAX: bool>;
 
 impl<const MAX: bool> Pick<MAX> {
     /// The value every other value replaces (so no "empty" state is needed): the lowest
@@ -56,6 +56,9 @@ impl<T: Element, const MAX: bool> Reducer<T> for Pick<MAX> {
 
 impl<T: Element, const N: usize, const MAX: bool> BlockReducer<T, N> for Pick<MAX> {
     type Out = T;
+    /// The least or greatest of a set of integers is one value whatever the order (of
+    /// floats, which NaN or which zero comes first can matter).
+    const ORDER_FREE: bool = !matches!(T::AVERAGING, AveragingClass::Float);
     /// Replicated voxels come after their originals in scan order and equal them, so
     /// they never win: the padded block gives the clipped window's result.
     #[inline(always)]

@@ -47,12 +47,15 @@ impl<Convert, Finish> Sum<Convert, Finish> {
 
 /// Accumulators that can stand for several copies of one value.
 pub(crate) trait Scale {
+    /// Whether sums of these are the same in any order (integers, not floats).
+    const EXACT: bool;
     fn times(self, copies: u32) -> Self;
 }
 
 macro_rules! impl_scale {
-    ($($t:ty),*) => {$(
+    ($exact:literal: $($t:ty),*) => {$(
         impl Scale for $t {
+            const EXACT: bool = $exact;
             #[inline(always)]
             fn times(self, copies: u32) -> Self {
                 self * copies as $t
@@ -60,7 +63,8 @@ macro_rules! impl_scale {
         }
     )*};
 }
-impl_scale!(i16, u16, i32, i64, i128, u32, u64, f64);
+impl_scale!(true: i16, u16, i32, i64, i128, u32, u64);
+impl_scale!(false: f64);
 
 impl<S: Copy, A, Out, Convert, Finish> Reducer<S> for Sum<Convert, Finish>
 where
@@ -98,6 +102,7 @@ where
 {
     type Out = A;
     const WEIGHTED: bool = WEIGHTED;
+    const ORDER_FREE: bool = A::EXACT;
     #[inline(always)]
     fn reduce(&self, block: &[S; N]) -> A {
         // From zero, in scan order: the same sum, to the bit, as the general engine's.
@@ -170,5 +175,54 @@ impl TestRandom {
             .wrapping_mul(6364136223846793005)
             .wrapping_add(1442695040888963407);
         self.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cascade::{reduce_line_pairs_at_by_block, BlockReducer, ReadAhead};
+    use crate::kernels::minmax::Pick;
+
+    /// A reducer that says its results do not depend on the order of a block's values
+    /// (`ORDER_FREE`) gives through `reduce_line_pairs`, which folds a block's values
+    /// with the line along its first axis, what each block gives in scan order with the
+    /// line along its second or third (a C-order volume's 2x2x2 blocks).
+    fn check_order_free<T: Copy, R: BlockReducer<T, N>, const N: usize>(
+        reducer: &R,
+        order_free: bool,
+        value: impl Fn(u64) -> T,
+    ) where
+        R::Out: PartialEq + std::fmt::Debug,
+    {
+        assert_eq!(R::ORDER_FREE, order_free);
+        if !order_free {
+            return;
+        }
+        let mut rng = TestRandom(31);
+        for blocks in [1, 2, 5, 16, 33, 100] {
+            let lines: Vec<Vec<T>> = (0..N / 2)
+                .map(|_| (0..2 * blocks).map(|_| value(rng.next() >> 40)).collect())
+                .collect();
+            let lines: Vec<&[T]> = lines.iter().map(Vec::as_slice).collect();
+            let mut folded = vec![R::Out::default(); blocks];
+            reducer.reduce_line_pairs(&lines, &ReadAhead::past_ends(&lines), &mut folded);
+            for position in 1..N.trailing_zeros() as usize {
+                let mut by_block = vec![R::Out::default(); blocks];
+                reduce_line_pairs_at_by_block(reducer, position, &lines, &mut by_block);
+                assert_eq!(folded, by_block, "position {position}, {blocks} blocks");
+            }
+        }
+    }
+
+    #[test]
+    fn integer_sums_and_extrema_fold_blocks_along_any_axis_and_floats_do_not_claim_to() {
+        check_order_free::<u8, _, 8>(&BlockSum::<_, false>(|v: u8| v as u32), true, |r| r as u8);
+        check_order_free::<i64, _, 8>(&BlockSum::<_, false>(|v: i64| v as i128), true, |r| (r as i64) << 40);
+        check_order_free::<u16, _, 4>(&BlockSum::<_, false>(|v: u16| v as u64), true, |r| r as u16);
+        check_order_free::<f32, _, 8>(&BlockSum::<_, false>(|v: f32| v as f64), false, |r| r as f32);
+        check_order_free::<i16, _, 8>(&Pick::<true>, true, |r| r as i16);
+        check_order_free::<u64, _, 8>(&Pick::<false>, true, |r| r << 24);
+        check_order_free::<f64, _, 8>(&Pick::<true>, false, |r| r as f64);
     }
 }
