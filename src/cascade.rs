@@ -569,10 +569,6 @@ fn reduce_level<S, R, T, K, KeepFn, RenderFn, const N: usize>(
         target.staged.resize(lines_out * out_len, T::default());
     }
     let layout = LineLayout::new(src, &target.shape, line_axis, across, &doubled);
-    // Next output line (axes other than the line axis, ascending), for coordinates
-    // that start at `first`. Updated in place, element by element, and never copied
-    // whole: a whole copy is loaded in vectors, which cannot be forwarded from these
-    // 8-byte stores while output stores that miss hold up the store buffer.
     let (tile_origin, tile_shape) = (target.origin, target.shape);
     // Output lines are taken in the order of the input's strides, smallest first, so
     // that each one reads input next to the last one's. In a C-order volume the lines
@@ -584,30 +580,39 @@ fn reduce_level<S, R, T, K, KeepFn, RenderFn, const N: usize>(
     let mut order: [usize; MAX_NDIM] = std::array::from_fn(|axis| axis);
     order.sort_by_key(|&axis| src.stride(axis).unsigned_abs());
     // The kept state and the staged level hold the tile's lines in axis order, whatever
-    // the order they are computed in: line `coords` goes to line `line_index(coords)`.
+    // the order they are computed in: the line at tile coordinates c is line
+    // sum(c[axis] * line_strides[axis]) there.
     let mut line_strides = [0usize; MAX_NDIM];
     let mut lines_before = 1;
     for axis in (0..MAX_NDIM).filter(|&a| a != line_axis) {
         line_strides[axis] = lines_before;
         lines_before *= tile_shape[axis];
     }
-    let line_index = |coords: &Dims| -> usize { coords.iter().zip(&line_strides).map(|(c, s)| c * s).sum() };
-    let advance = |coords: &mut Dims, first: &Dims| {
+    // Steps `coords` (which start at `first`) to the next output line, in `order`, and
+    // `line` (that line's index in axis order) with it. Updated in place, element by
+    // element, and never copied whole: a whole copy is loaded in vectors, which cannot
+    // be forwarded from these 8-byte stores while output stores that miss hold up the
+    // store buffer.
+    let advance = |coords: &mut Dims, first: &Dims, line: &mut usize| {
         for axis in order.iter().copied().filter(|&a| a != line_axis) {
             coords[axis] += 1;
+            *line += line_strides[axis];
             if coords[axis] < first[axis] + tile_shape[axis] {
                 break;
             }
             coords[axis] = first[axis];
+            *line -= tile_shape[axis] * line_strides[axis];
         }
     };
     let contiguous = src.stride(line_axis) == 1;
     let tile_start = [0usize; MAX_NDIM];
     // The output line's start in the mip, and the next line's coordinates in the tile.
     let mut origin = tile_origin;
-    let mut coords = tile_start;
     let mut next_coords = tile_start;
-    advance(&mut next_coords, &tile_start);
+    // Line indices in axis order of this output line and the next; `origin` and
+    // `ahead_coords` need none (`unused`).
+    let (mut line, mut next_line, mut unused) = (0, 0, 0);
+    advance(&mut next_coords, &tile_start, &mut next_line);
     // Lines stacked on each other (no pairs along them) and short, as a C-order
     // volume's lines along z are, where reading ahead is done in software: the input
     // lines of the output line `PREFETCH_DISTANCE` bytes of input further on are asked
@@ -630,7 +635,7 @@ fn reduce_level<S, R, T, K, KeepFn, RenderFn, const N: usize>(
     };
     let mut ahead_coords = tile_start;
     for _ in 0..lines_ahead {
-        advance(&mut ahead_coords, &tile_start);
+        advance(&mut ahead_coords, &tile_start, &mut unused);
     }
     let (mut offsets, mut line_weights, mut all_real) = layout.lines_of::<N>(&tile_start);
     let mut previous_offsets: Option<[isize; N]> = None;
@@ -650,7 +655,7 @@ fn reduce_level<S, R, T, K, KeepFn, RenderFn, const N: usize>(
             *line = src.line(offset, line_axis, in_len, buffers.next().expect("8 buffers"));
         }
         // A kept state that is the results unchanged is reduced into directly.
-        let line_start = line_index(&coords) * out_len;
+        let line_start = line * out_len;
         let kept_line = target
             .kept
             .as_deref_mut()
@@ -710,7 +715,7 @@ fn reduce_level<S, R, T, K, KeepFn, RenderFn, const N: usize>(
                     for &offset in &ahead_offsets[..line_count] {
                         prefetch(src.address_of(offset), in_len);
                     }
-                    advance(&mut ahead_coords, &tile_start);
+                    advance(&mut ahead_coords, &tile_start, &mut unused);
                 }
                 reduce_stacked(&lines, weights, reducer, line_results)
             }
@@ -731,9 +736,9 @@ fn reduce_level<S, R, T, K, KeepFn, RenderFn, const N: usize>(
         if let Some(next) = next {
             (offsets, line_weights, all_real) = next;
         }
-        advance(&mut origin, &tile_origin);
-        coords = next_coords;
-        advance(&mut next_coords, &tile_start);
+        advance(&mut origin, &tile_origin, &mut unused);
+        line = next_line;
+        advance(&mut next_coords, &tile_start, &mut next_line);
     }
     if staging {
         target.sink.write_region(
