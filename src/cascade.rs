@@ -106,17 +106,7 @@ pub(crate) fn reduce_line_pairs_by_block<S: Copy, R: BlockReducer<S, N> + ?Sized
     lines: &[&[S]],
     results: &mut [R::Out],
 ) {
-    assert_eq!(lines.len(), N / 2);
-    for line in lines {
-        assert!(line.len() >= 2 * results.len());
-    }
-    for (x, result) in results.iter_mut().enumerate() {
-        // SAFETY: i / 2 < N / 2 lines (asserted), each at least 2 * results.len()
-        // long (asserted), and 2x + 1 < 2 * results.len().
-        let block: [S; N] =
-            std::array::from_fn(|i| unsafe { *lines.get_unchecked(i / 2).get_unchecked(2 * x + i % 2) });
-        *result = reducer.reduce(&block);
-    }
+    reduce_line_pairs_at_by_block(reducer, 0, lines, results);
 }
 
 /// How a level's results become the state the next level reduces.
@@ -280,7 +270,8 @@ const OUTPUT_RUN_BYTES: usize = 512;
 pub(crate) const CACHE_LINE_BYTES: usize = 64;
 
 /// Input lines up to this long, stacked on each other, are read ahead in software (see
-/// `reduce_level`): the hardware prefetcher follows longer ones.
+/// `reduce_level`); longer ones are left to the hardware prefetcher (not measured
+/// with this read-ahead).
 const SHORT_LINE_BYTES: usize = 512;
 
 /// The shape of the work: levels, tiles and the line axis.
