@@ -53,14 +53,23 @@ impl<T: Element> BlockReducer<T, 4> for TwoByTwoRule {
     /// read side by side and ahead, 1.2-1.39x as fast there as reading first.
     #[inline(always)]
     fn reduce_line_pairs(&self, lines: &[&[T]], ahead: &ReadAhead<T>, results: &mut [T]) {
+        self.reduce_line_pairs_at(0, lines, ahead, results);
+    }
+    /// The same with the line along either axis of the block (a 2D C-order image's
+    /// lines run along its second axis). Block by block before: 2x2 mode of C-order
+    /// 4096x4096 labels, one thread, preallocated outputs, builds alternated (Intel
+    /// Xeon guest): u64 18.4-18.5 -> 15.6-15.9 ms, u32 10.0-10.4 -> 8.7-8.9 (Fortran
+    /// order 8.9-9.7 and 3.3-3.5: the rest is the transposed write).
+    #[inline(always)]
+    fn reduce_line_pairs_at(&self, position: usize, lines: &[&[T]], ahead: &ReadAhead<T>, results: &mut [T]) {
         let [upper, _] = lines else {
             unreachable!("a 2x2 block spans two lines")
         };
         if !ahead.in_software() && std::mem::size_of_val(*upper) <= UPPER_LINE_READ_FIRST_BYTES {
             cascade::read_into_cache(upper);
-            self.reduce_rows(lines, None, results);
+            self.reduce_rows(position, lines, None, results);
         } else {
-            self.reduce_rows(lines, Some(ahead), results);
+            self.reduce_rows(position, lines, Some(ahead), results);
         }
     }
 }
@@ -73,14 +82,32 @@ impl TwoByTwoRule {
     /// 32- and 64-bit labels go through the AVX2 kernel, a vector of blocks at a time;
     /// whatever it leaves (the row's tail, other widths, other CPUs) pair by pair.
     #[inline(always)]
-    fn reduce_rows<T: Element>(&self, lines: &[&[T]], ahead: Option<&ReadAhead<T>>, results: &mut [T]) {
+    fn reduce_rows<T: Element>(
+        &self,
+        position: usize,
+        lines: &[&[T]],
+        ahead: Option<&ReadAhead<T>>,
+        results: &mut [T],
+    ) {
         #[cfg(target_arch = "x86_64")]
         let done = match std::mem::size_of::<T>() {
             4 => with_label_words::<T, u32, 2>(lines, results, |lines, results| {
-                x86::two_by_two(lines, ahead.map(ReadAhead::cast).as_ref(), results, self.sparse)
+                x86::two_by_two(
+                    position,
+                    lines,
+                    ahead.map(ReadAhead::cast).as_ref(),
+                    results,
+                    self.sparse,
+                )
             }),
             8 => with_label_words::<T, u64, 2>(lines, results, |lines, results| {
-                x86::two_by_two(lines, ahead.map(ReadAhead::cast).as_ref(), results, self.sparse)
+                x86::two_by_two(
+                    position,
+                    lines,
+                    ahead.map(ReadAhead::cast).as_ref(),
+                    results,
+                    self.sparse,
+                )
             }),
             _ => 0,
         };
@@ -104,13 +131,24 @@ impl TwoByTwoRule {
                 line_ahead.prefetch(start, 2 * LINE_CHUNK);
             }
             let pairs = upper[start..].chunks_exact(2).zip(lower[start..].chunks_exact(2));
+            // The block in scan order: along the line first (position 0), or across the
+            // lines first. The dense loops stay apart, branch-free, so that they vectorise.
             if self.sparse {
-                for (result, (ab, cd)) in results.iter_mut().zip(pairs) {
-                    *result = BlockReducer::<T, 4>::reduce(self, &[ab[0], ab[1], cd[0], cd[1]]);
+                for (result, (up, low)) in results.iter_mut().zip(pairs) {
+                    let block = if position == 0 {
+                        [up[0], up[1], low[0], low[1]]
+                    } else {
+                        [up[0], low[0], up[1], low[1]]
+                    };
+                    *result = BlockReducer::<T, 4>::reduce(self, &block);
+                }
+            } else if position == 0 {
+                for (result, (up, low)) in results.iter_mut().zip(pairs) {
+                    *result = Self::dense(up[0], up[1], low[0], low[1]);
                 }
             } else {
-                for (result, (ab, cd)) in results.iter_mut().zip(pairs) {
-                    *result = Self::dense(ab[0], ab[1], cd[0], cd[1]);
+                for (result, (up, low)) in results.iter_mut().zip(pairs) {
+                    *result = Self::dense(up[0], low[0], up[1], low[1]);
                 }
             }
         }
@@ -625,7 +663,7 @@ mod tests {
             assert!(results[..done].iter().all(|&v| v == 7));
             for ahead in [None, Some(&ReadAhead::past_ends(&lines[..2]))] {
                 let mut results = [0u64; 9];
-                let done = x86::two_by_two(&lines[..2], ahead, &mut results, sparse);
+                let done = x86::two_by_two(0, &lines[..2], ahead, &mut results, sparse);
                 assert_eq!(done, expected);
                 assert!(results[..done].iter().all(|&v| v == 7));
             }

@@ -291,9 +291,11 @@ pub(super) unsafe fn first_most_frequent<L: Lanes + Into<u64> + Eq + Default>(
 }
 
 /// The 2x2 rule (`TwoByTwoRule`) for the leading whole vectors' worth of blocks of a
-/// row (result x reduces upper[2x], upper[2x + 1], lower[2x], lower[2x + 1]); returns
-/// how many it did, none without AVX2.
+/// row (result x reduces upper[2x], upper[2x + 1], lower[2x], lower[2x + 1] with the
+/// line along the block's first axis, `position` 0; upper[2x], lower[2x], upper[2x + 1],
+/// lower[2x + 1] along its second, 1); returns how many it did, none without AVX2.
 pub(super) fn two_by_two<L: Lanes>(
+    position: usize,
     lines: &[&[L]],
     ahead: Option<&ReadAhead<L>>,
     results: &mut [L],
@@ -302,10 +304,12 @@ pub(super) fn two_by_two<L: Lanes>(
     whole_vectors::<L, 2>(lines, results, |lines, results| {
         // SAFETY: as in `most_frequent_of_eight`.
         unsafe {
-            if sparse {
-                two_by_two_rows::<L, true>(lines, ahead, results);
-            } else {
-                two_by_two_rows::<L, false>(lines, ahead, results);
+            match (position, sparse) {
+                (0, false) => two_by_two_rows::<L, false, 0>(lines, ahead, results),
+                (0, true) => two_by_two_rows::<L, true, 0>(lines, ahead, results),
+                (1, false) => two_by_two_rows::<L, false, 1>(lines, ahead, results),
+                (1, true) => two_by_two_rows::<L, true, 1>(lines, ahead, results),
+                _ => unreachable!("a 2x2 block has two axes"),
             }
         }
     })
@@ -336,7 +340,7 @@ fn whole_vectors<L: Lanes, const LINES: usize>(
 /// AVX2 is available; both lines hold at least 2 * results.len() values, and
 /// results.len() is a multiple of L::BLOCKS.
 #[target_feature(enable = "avx2")]
-unsafe fn two_by_two_rows<L: Lanes, const SPARSE: bool>(
+unsafe fn two_by_two_rows<L: Lanes, const SPARSE: bool, const POSITION: usize>(
     lines: [&[L]; 2],
     ahead: Option<&ReadAhead<L>>,
     results: &mut [L],
@@ -354,11 +358,17 @@ unsafe fn two_by_two_rows<L: Lanes, const SPARSE: bool>(
         // SAFETY (the loads): the pairs of this group end at 2 * L::BLOCKS * (group + 1)
         // <= 2 * results.len() <= line.len() (the caller's contract). The lane calls:
         // AVX2 is available.
-        let ((a, b), (c, d)) = unsafe {
+        let ((upper_even, upper_odd), (lower_even, lower_odd)) = unsafe {
             (
                 L::load_pairs(upper.as_ptr().add(start)),
                 L::load_pairs(lower.as_ptr().add(start)),
             )
+        };
+        // The block in scan order: along the line first, or across the lines first.
+        let (a, b, c, d) = if POSITION == 0 {
+            (upper_even, upper_odd, lower_even, lower_odd)
+        } else {
+            (upper_even, lower_even, upper_odd, lower_odd)
         };
         let (a_is_b, a_is_c, b_is_c) = unsafe { (L::equal(a, b), L::equal(a, c), L::equal(b, c)) };
         let a_wins = _mm256_or_si256(a_is_b, a_is_c);
