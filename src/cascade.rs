@@ -51,13 +51,18 @@ pub(crate) trait BlockReducer<S: Copy, const N: usize>: Sync {
         reduce_line_pairs_by_block(self, lines, results);
     }
     /// Interior blocks of whole lines when the line axis is the factor axis at `position`
-    /// (not the first, as in a C-order volume's 2x2x2 blocks): result x reduces values 2x
-    /// and 2x+1 of each of the N/2 lines, the line bit at `position` of the scan-order
-    /// index. Reducers that depend on the order override this only where it pays.
+    /// (not only the first: a C-order volume's 2x2x2 blocks have it last): result x
+    /// reduces values 2x and 2x+1 of each of the N/2 lines, the line bit at `position` of
+    /// the scan-order index. Order-free reducers fold as `reduce_line_pairs` does for any
+    /// position; the others go block by block in scan order, unless they override this
+    /// where it pays.
     #[inline(always)]
     fn reduce_line_pairs_at(&self, position: usize, lines: &[&[S]], ahead: &ReadAhead<S>, results: &mut [Self::Out]) {
-        let _ = ahead;
-        reduce_line_pairs_at_by_block(self, position, lines, results);
+        if position == 0 || Self::ORDER_FREE {
+            self.reduce_line_pairs(lines, ahead, results);
+        } else {
+            reduce_line_pairs_at_by_block(self, position, lines, results);
+        }
     }
     /// Interior blocks when the line axis is not a factor axis: result x reduces
     /// lines[0][x], lines[1][x], ... (N lines, in scan order).
@@ -853,7 +858,7 @@ fn reduce_pairs<S: Copy, R: BlockReducer<S, N>, const N: usize, const ROW_FIRST:
         assert_eq!(line.len(), in_len);
     }
     match line_weights {
-        None if ROW_FIRST || R::ORDER_FREE => reducer.reduce_line_pairs(&lines[..half], ahead, &mut results[..pairs]),
+        None if ROW_FIRST => reducer.reduce_line_pairs(&lines[..half], ahead, &mut results[..pairs]),
         None => reducer.reduce_line_pairs_at(position, &lines[..half], ahead, &mut results[..pairs]),
         Some(weights) => {
             for (x, result) in results[..pairs].iter_mut().enumerate() {

@@ -185,9 +185,9 @@ mod tests {
     use crate::kernels::minmax::Pick;
 
     /// A reducer that says its results do not depend on the order of a block's values
-    /// (`ORDER_FREE`) gives through `reduce_line_pairs`, which folds a block's values
-    /// with the line along its first axis, what each block gives in scan order with the
-    /// line along its second or third (a C-order volume's 2x2x2 blocks).
+    /// (`ORDER_FREE`) gives through `reduce_line_pairs_at`, which then folds a block's
+    /// values as if the line ran along its first axis, what each block gives in scan
+    /// order with the line along its second or third (a C-order volume's 2x2x2 blocks).
     fn check_order_free<T: Copy, R: BlockReducer<T, N>, const N: usize>(
         reducer: &R,
         order_free: bool,
@@ -205,9 +205,9 @@ mod tests {
                 .map(|_| (0..2 * blocks).map(|_| value(rng.next() >> 40)).collect())
                 .collect();
             let lines: Vec<&[T]> = lines.iter().map(Vec::as_slice).collect();
-            let mut folded = vec![R::Out::default(); blocks];
-            reducer.reduce_line_pairs(&lines, &ReadAhead::past_ends(&lines), &mut folded);
             for position in 1..N.trailing_zeros() as usize {
+                let mut folded = vec![R::Out::default(); blocks];
+                reducer.reduce_line_pairs_at(position, &lines, &ReadAhead::past_ends(&lines), &mut folded);
                 let mut by_block = vec![R::Out::default(); blocks];
                 reduce_line_pairs_at_by_block(reducer, position, &lines, &mut by_block);
                 assert_eq!(folded, by_block, "position {position}, {blocks} blocks");
