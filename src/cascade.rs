@@ -584,20 +584,29 @@ fn reduce_level<S, R, T, K, KeepFn, RenderFn, const N: usize>(
         line_strides[axis] = lines_before;
         lines_before *= tile_shape[axis];
     }
+    // The axes output lines step along, in `order`: (axis, extent in the tile, line
+    // index step). Axes one line thick are left out (stepping one wraps straight back).
+    let mut stepping = [(0usize, 0usize, 0usize); MAX_NDIM];
+    let mut stepping_axes = 0;
+    for axis in order.into_iter().filter(|&a| a != line_axis && tile_shape[a] > 1) {
+        stepping[stepping_axes] = (axis, tile_shape[axis], line_strides[axis]);
+        stepping_axes += 1;
+    }
+    let stepping = &stepping[..stepping_axes];
     // Steps `coords` (which start at `first`) to the next output line, in `order`, and
     // `line` (that line's index in axis order) with it. Updated in place, element by
     // element, and never copied whole: a whole copy is loaded in vectors, which cannot
     // be forwarded from these 8-byte stores while output stores that miss hold up the
     // store buffer.
     let advance = |coords: &mut Dims, first: &Dims, line: &mut usize| {
-        for axis in order.iter().copied().filter(|&a| a != line_axis) {
+        for &(axis, extent, line_step) in stepping {
             coords[axis] += 1;
-            *line += line_strides[axis];
-            if coords[axis] < first[axis] + tile_shape[axis] {
+            *line += line_step;
+            if coords[axis] < first[axis] + extent {
                 break;
             }
             coords[axis] = first[axis];
-            *line -= tile_shape[axis] * line_strides[axis];
+            *line -= extent * line_step;
         }
     };
     let contiguous = src.stride(line_axis) == 1;
