@@ -7,7 +7,7 @@ use crate::shape::{for_each_point, pad_dims, Dims, MAX_NDIM};
 
 mod transpose;
 
-use transpose::transpose;
+use transpose::{transpose, transpose_pays};
 
 /// Where one mip is written: the caller's view, any strides. Tiles write disjoint parts
 /// of it from several threads.
@@ -90,12 +90,13 @@ impl<T> Sink<T> {
     /// Writes the region `origin .. origin + shape` from `values`, which holds it with
     /// `first_axis` fastest, then the other axes ascending. The writes run along this
     /// view's densest axis, so that each of its cache lines is written whole. When that
-    /// axis is not `first_axis` (values in C order, outputs in Fortran order), small
-    /// values are transposed in registers into `scratch` first, a plane of the two axes
-    /// at a time, and copied out in whole runs. Element by element, that transpose cost
-    /// two cycles per element, 15-17% of averaging a C-order u8 volume; transposed
-    /// straight into the view, 1.3x as long as through `scratch` (each block leaves
-    /// partial cache lines in 16 output lines).
+    /// axis is not `first_axis` (values in C order, outputs in Fortran order), values of
+    /// up to 4 bytes are transposed in registers into `scratch` first, a plane of the
+    /// two axes at a time, and copied out in whole runs. Element by element, that
+    /// transpose cost two cycles per element, 15-17% of averaging a C-order u8 volume;
+    /// transposed straight into the view, 1.3x as long as through `scratch` (each block
+    /// leaves partial cache lines in 16 output lines), and for u32 and u64 in AVX2
+    /// blocks 1.4-2x as long (4 or 8 output lines a plane apart, 32 bytes at a time).
     pub fn write_region(&self, origin: &Dims, shape: &Dims, first_axis: usize, values: &[T], scratch: &mut Vec<T>)
     where
         T: Copy + Default,
@@ -128,11 +129,8 @@ impl<T> Sink<T> {
                 )
             })
         };
-        // Only 1- and 2-byte elements gain: a register then holds 16 or 8 of them.
-        // Measured on C-order inputs into Fortran-order outputs: averaging u8 ran 1.6x
-        // as fast and u16 1.15x; u64 (blocks of 2x2) ran 1.1x slower than element by
-        // element, for averaging and striding alike, and u32 the same.
-        if stride == 1 && inner != first_axis && shape[first_axis] > 1 && std::mem::size_of::<T>() <= 2 {
+        // Which element sizes gain: see `transpose_pays`.
+        if stride == 1 && inner != first_axis && shape[first_axis] > 1 && transpose_pays::<T>() {
             let mut planes = [0usize; MAX_NDIM];
             let mut plane_axes = 0;
             for &a in outer.iter().filter(|&&a| a != first_axis) {

@@ -5,13 +5,37 @@
 //! Element by element, a transpose reads or writes across rows and costs about two
 //! cycles per element, which held a C-order input's striding to a third of the memory
 //! bandwidth. On x86_64 it runs in SSE2 registers (part of the x86_64 baseline, so no
-//! detection is needed), one square block of 16 bytes by 16/size rows at a time; the
-//! ragged edges go element by element.
+//! detection is needed), one square block of 16 bytes by 16/size rows at a time, and
+//! 4-byte elements in AVX2 registers where there is AVX2, 8 rows of 8; the ragged edges
+//! go element by element.
+
+/// Whether a region transposed through `transpose` and copied out in runs is written
+/// faster than element by element. Measured on C-order inputs into Fortran-order
+/// outputs (one thread, builds alternated): u8 averaging 1.6x as fast, u16 1.15x; u32
+/// in AVX2 8x8 blocks: 2x2x1 mode 1.1-1.25x, f32 averaging 1.15x, striding 1.3x. u64
+/// stays element by element: in SSE2 2x2 blocks 1.1x slower, in AVX2 4x4 blocks
+/// 1.05-1.15x slower (2x2 mode of C-order 4096x4096 labels 15.6 -> 18.1 ms).
+pub(crate) fn transpose_pays<T>() -> bool {
+    match std::mem::size_of::<T>() {
+        1 | 2 => true,
+        #[cfg(target_arch = "x86_64")]
+        4 => std::arch::is_x86_feature_detected!("avx2"),
+        _ => false,
+    }
+}
 
 /// Writes the `rows x cols` matrix whose row `r` is `row(r)` (at least `cols` long)
 /// transposed into `dst`, as the `cols x rows` row-major matrix.
 pub(crate) fn transpose<'r, T: Copy + 'r>(rows: usize, cols: usize, row: impl Fn(usize) -> &'r [T], dst: &mut [T]) {
     let dst = &mut dst[..rows.checked_mul(cols).expect("a tile fits in memory")];
+    #[cfg(target_arch = "x86_64")]
+    if std::mem::size_of::<T>() == 4 && std::arch::is_x86_feature_detected!("avx2") {
+        // SAFETY: AVX2 is there and T is 4 bytes (checked just above); column c of the
+        // transposed matrix, `rows` elements from c * rows, lies in `dst` (sliced to
+        // rows * cols above), a buffer of its own.
+        unsafe { avx2::transpose_words(rows, cols, &row, dst.as_mut_ptr()) };
+        return;
+    }
     let (mut blocked_rows, mut blocked_cols) = (0, 0);
     #[cfg(target_arch = "x86_64")]
     if let Some(n) = sse2::block_side::<T>() {
@@ -39,6 +63,82 @@ pub(crate) fn transpose<'r, T: Copy + 'r>(rows: usize, cols: usize, row: impl Fn
         for (c, &value) in values[..cols].iter().enumerate().skip(first_col) {
             dst[c * rows + r] = value;
         }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod avx2 {
+    use std::arch::x86_64::{
+        __m256i, _mm256_loadu_si256, _mm256_permute2x128_si256, _mm256_setzero_si256, _mm256_storeu_si256,
+        _mm256_unpackhi_epi32, _mm256_unpackhi_epi64, _mm256_unpacklo_epi32, _mm256_unpacklo_epi64,
+    };
+
+    /// `super::transpose` for 4-byte `T`: blocks of 8 rows of 8, transposed in AVX2
+    /// registers, against 4x4 in SSE2 registers.
+    ///
+    /// # Safety
+    ///
+    /// The CPU has AVX2, `T` is 4 bytes, and the `rows * cols` elements from `dst` lie
+    /// in one allocation that none of `row`'s slices overlaps.
+    #[target_feature(enable = "avx2")]
+    pub(super) unsafe fn transpose_words<'r, T: Copy + 'r>(
+        rows: usize,
+        cols: usize,
+        row: &impl Fn(usize) -> &'r [T],
+        dst: *mut T,
+    ) {
+        const N: usize = 8;
+        let (blocked_rows, blocked_cols) = (rows - rows % N, cols - cols % N);
+        for first_col in (0..blocked_cols).step_by(N) {
+            for first_row in (0..blocked_rows).step_by(N) {
+                let mut block = [_mm256_setzero_si256(); N];
+                for (i, register) in block.iter_mut().enumerate() {
+                    let values = &row(first_row + i)[first_col..first_col + N];
+                    // SAFETY: the 32 bytes loaded are the 8 elements of `values`.
+                    *register = unsafe { _mm256_loadu_si256(values.as_ptr().cast()) };
+                }
+                for (c, column) in eights(&block).iter().enumerate() {
+                    // SAFETY: column first_col + c < cols, its elements first_row ..
+                    // first_row + 8 <= rows: inside the caller's rows * cols elements.
+                    unsafe { _mm256_storeu_si256(dst.add((first_col + c) * rows + first_row).cast(), *column) };
+                }
+            }
+        }
+        // The edges: columns right of the blocks, in full, then the rows below them.
+        for r in 0..rows {
+            let values = row(r);
+            let first_col = if r < blocked_rows { blocked_cols } else { 0 };
+            for (c, &value) in values[..cols].iter().enumerate().skip(first_col) {
+                // SAFETY: c < cols, r < rows: inside the caller's rows * cols elements.
+                unsafe { *dst.add(c * rows + r) = value };
+            }
+        }
+    }
+
+    /// The 8x8 transpose of eight rows of 32-bit values.
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    fn eights(r: &[__m256i; 8]) -> [__m256i; 8] {
+        let (t0, t1) = (_mm256_unpacklo_epi32(r[0], r[1]), _mm256_unpackhi_epi32(r[0], r[1]));
+        let (t2, t3) = (_mm256_unpacklo_epi32(r[2], r[3]), _mm256_unpackhi_epi32(r[2], r[3]));
+        let (t4, t5) = (_mm256_unpacklo_epi32(r[4], r[5]), _mm256_unpackhi_epi32(r[4], r[5]));
+        let (t6, t7) = (_mm256_unpacklo_epi32(r[6], r[7]), _mm256_unpackhi_epi32(r[6], r[7]));
+        // Per 128-bit half, u0 holds columns 0 (low half) and 4 (high half) of rows
+        // 0-3, u1 columns 1 and 5, and so on; u4-u7 the same for rows 4-7.
+        let (u0, u1) = (_mm256_unpacklo_epi64(t0, t2), _mm256_unpackhi_epi64(t0, t2));
+        let (u2, u3) = (_mm256_unpacklo_epi64(t1, t3), _mm256_unpackhi_epi64(t1, t3));
+        let (u4, u5) = (_mm256_unpacklo_epi64(t4, t6), _mm256_unpackhi_epi64(t4, t6));
+        let (u6, u7) = (_mm256_unpacklo_epi64(t5, t7), _mm256_unpackhi_epi64(t5, t7));
+        [
+            _mm256_permute2x128_si256::<0x20>(u0, u4),
+            _mm256_permute2x128_si256::<0x20>(u1, u5),
+            _mm256_permute2x128_si256::<0x20>(u2, u6),
+            _mm256_permute2x128_si256::<0x20>(u3, u7),
+            _mm256_permute2x128_si256::<0x31>(u0, u4),
+            _mm256_permute2x128_si256::<0x31>(u1, u5),
+            _mm256_permute2x128_si256::<0x31>(u2, u6),
+            _mm256_permute2x128_si256::<0x31>(u3, u7),
+        ]
     }
 }
 
