@@ -7,7 +7,7 @@ use crate::shape::{for_each_point, pad_dims, Dims, MAX_NDIM};
 
 mod transpose;
 
-use transpose::{transpose, transpose_pays};
+use transpose::{gather_run, gathers_wide, transpose, transpose_pays};
 
 /// Where one mip is written: the caller's view, any strides. Tiles write disjoint parts
 /// of it from several threads.
@@ -160,12 +160,17 @@ impl<T> Sink<T> {
             return;
         }
         let value_stride = value_strides[inner];
+        let gathers = stride == 1 && gathers_wide::<T>();
         for_each_point(outer, shape, |coords| {
             let (at, from) = run_start(coords);
             if stride == 1 && value_stride == 1 {
                 // SAFETY: as below, for the `len` consecutive elements of this run.
                 let run = unsafe { std::slice::from_raw_parts_mut(self.ptr.offset(at), len) };
                 run.copy_from_slice(&values[from..from + len]);
+            } else if gathers {
+                // SAFETY: as below, for the `len` consecutive elements of this run;
+                // `values` is the caller's buffer, not this view.
+                unsafe { gather_run(&values[from..], value_stride, len, self.ptr.offset(at)) };
             } else {
                 for i in 0..len {
                     // SAFETY: the region lies inside the view (asserted above) and every

@@ -24,6 +24,35 @@ pub(crate) fn transpose_pays<T>() -> bool {
     }
 }
 
+/// Whether `gather_run` takes `T` on this CPU: 8-byte elements, with AVX2.
+pub(crate) fn gathers_wide<T>() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    if std::mem::size_of::<T>() == 8 {
+        return std::arch::is_x86_feature_detected!("avx2");
+    }
+    false
+}
+
+/// Copies `len` elements `value_stride` apart in `values` into the `len` consecutive
+/// elements from `dst`, four at a time in one 32-byte store: a u64 run written element
+/// by element took one store buffer entry per element, and the entries wait for the
+/// output lines that miss the cache.
+///
+/// # Safety
+///
+/// `gathers_wide::<T>()`, and the `len` elements from `dst` lie in one allocation, may
+/// be written and overlap none of `values`.
+pub(crate) unsafe fn gather_run<T: Copy>(values: &[T], value_stride: usize, len: usize, dst: *mut T) {
+    assert!(gathers_wide::<T>(), "no wide gather for this element size or CPU");
+    assert!(len == 0 || (len - 1) * value_stride < values.len());
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: AVX2 and 8-byte T (asserted), every element read inside `values`
+    // (asserted), `dst` the caller's promise.
+    unsafe {
+        avx2::gather_quads(values, value_stride, len, dst)
+    };
+}
+
 /// Writes the `rows x cols` matrix whose row `r` is `row(r)` (at least `cols` long)
 /// transposed into `dst`, as the `cols x rows` row-major matrix.
 pub(crate) fn transpose<'r, T: Copy + 'r>(rows: usize, cols: usize, row: impl Fn(usize) -> &'r [T], dst: &mut [T]) {
@@ -69,8 +98,9 @@ pub(crate) fn transpose<'r, T: Copy + 'r>(rows: usize, cols: usize, row: impl Fn
 #[cfg(target_arch = "x86_64")]
 mod avx2 {
     use std::arch::x86_64::{
-        __m256i, _mm256_loadu_si256, _mm256_permute2x128_si256, _mm256_setzero_si256, _mm256_storeu_si256,
-        _mm256_unpackhi_epi32, _mm256_unpackhi_epi64, _mm256_unpacklo_epi32, _mm256_unpacklo_epi64,
+        __m256i, _mm256_loadu_si256, _mm256_permute2x128_si256, _mm256_set_epi64x, _mm256_setzero_si256,
+        _mm256_storeu_si256, _mm256_unpackhi_epi32, _mm256_unpackhi_epi64, _mm256_unpacklo_epi32,
+        _mm256_unpacklo_epi64,
     };
 
     /// `super::transpose` for 4-byte `T`: blocks of 8 rows of 8, transposed in AVX2
@@ -112,6 +142,31 @@ mod avx2 {
                 // SAFETY: c < cols, r < rows: inside the caller's rows * cols elements.
                 unsafe { *dst.add(c * rows + r) = value };
             }
+        }
+    }
+
+    /// `super::gather_run`.
+    ///
+    /// # Safety
+    ///
+    /// AVX2, 8-byte `T`, (len - 1) * stride < values.len(), and `dst` as for `gather_run`.
+    #[target_feature(enable = "avx2")]
+    pub(super) unsafe fn gather_quads<T: Copy>(values: &[T], stride: usize, len: usize, dst: *mut T) {
+        let at = |i: usize| {
+            // SAFETY: i < len, so i * stride < values.len() (the caller's promise); an
+            // 8-byte T read as the i64 of its bits.
+            unsafe { values.as_ptr().add(i * stride).cast::<i64>().read_unaligned() }
+        };
+        let quads = len / 4;
+        for q in 0..quads {
+            let i = 4 * q;
+            let quad = _mm256_set_epi64x(at(i + 3), at(i + 2), at(i + 1), at(i));
+            // SAFETY: elements i .. i + 4 <= len of `dst` (the caller's promise).
+            unsafe { _mm256_storeu_si256(dst.add(i).cast(), quad) };
+        }
+        for i in 4 * quads..len {
+            // SAFETY: i < len, inside `values` and `dst` as above.
+            unsafe { *dst.add(i) = *values.get_unchecked(i * stride) };
         }
     }
 
@@ -258,7 +313,7 @@ mod sse2 {
 
 #[cfg(test)]
 mod tests {
-    use super::transpose;
+    use super::{gather_run, gathers_wide, transpose};
 
     fn check<T: Copy + PartialEq + std::fmt::Debug>(make: impl Fn(usize) -> T) {
         for rows in [1, 2, 3, 7, 8, 15, 16, 17, 31, 32, 33, 64, 70] {
@@ -275,6 +330,34 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn gathers_strided_runs_of_wide_elements() {
+        if !gathers_wide::<u64>() {
+            return; // nothing to check: write_region does not call it here
+        }
+        for (len, stride) in [(0, 1), (1, 3), (3, 2), (4, 5), (9, 1), (16, 7), (33, 64)] {
+            let values: Vec<u64> = (0..(len.max(1) * stride) as u64)
+                .map(|i| i.wrapping_mul(0x9e37_79b9_7f4a_7c15))
+                .collect();
+            let mut run = vec![7u64; len + 2];
+            // SAFETY: u64 with AVX2 (checked); `run` holds len + 2 elements, apart from `values`.
+            unsafe { gather_run(&values, stride, len, run.as_mut_ptr().add(1)) };
+            let expected: Vec<u64> = [7]
+                .into_iter()
+                .chain((0..len).map(|i| values[i * stride]))
+                .chain([7])
+                .collect();
+            assert_eq!(run, expected, "{len} elements {stride} apart");
+        }
+    }
+
+    #[test]
+    fn gathers_wide_only_8_byte_elements_with_avx2() {
+        assert!(!gathers_wide::<u32>() && !gathers_wide::<u16>());
+        #[cfg(target_arch = "x86_64")]
+        assert_eq!(gathers_wide::<f64>(), std::arch::is_x86_feature_detected!("avx2"));
     }
 
     #[test]
