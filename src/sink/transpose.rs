@@ -51,6 +51,8 @@ pub(crate) unsafe fn gather_run<T: Copy>(values: &[T], value_stride: usize, len:
     unsafe {
         avx2::gather_quads(values, value_stride, len, dst)
     };
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = dst;
 }
 
 /// Writes the `rows x cols` matrix whose row `r` is `row(r)` (at least `cols` long)
