@@ -9,8 +9,10 @@ mod transpose;
 
 use transpose::{gather_run, gathers_wide, transpose, transpose_pays};
 
-/// Where one mip is written: the caller's view, any strides. Tiles write disjoint parts
-/// of it from several threads.
+/// The most a transposed plane's pass through `scratch` takes at a time (see
+/// `Sink::write_region`).
+const SCRATCH_BYTES: usize = 32 * 1024;
+
 /// Turns a line of a level's results into output values. Every closure `Fn(&A) -> T`
 /// renders value by value; a kernel with a faster way to render a whole line
 /// implements this on a type of its own.
@@ -49,6 +51,8 @@ impl<A, T, F: Fn(&A) -> T> RenderLine<A, T> for F {
     }
 }
 
+/// Where one mip is written: the caller's view, any strides. Tiles write disjoint parts
+/// of it from several threads.
 pub(crate) struct Sink<T> {
     ptr: *mut T,
     pub shape: Dims,
@@ -138,23 +142,34 @@ impl<T> Sink<T> {
                 plane_axes += 1;
             }
             let (columns, column_stride) = (shape[first_axis], self.strides[first_axis]);
+            // A plane goes through `scratch` a few columns at a time, so that it stays
+            // in the L1 cache between the transpose and the copy out: a 2D C-order
+            // image's plane spans whole output lines (2048 u32 columns of 128 for
+            // 4096x4096), and through a scratch plane that large, the copy read it back
+            // from L2 or beyond.
+            let chunk = (SCRATCH_BYTES / (len * std::mem::size_of::<T>())).max(16) / 16 * 16;
+            let chunk = chunk.min(columns);
             // Only grown: the transpose overwrites every element it hands back.
-            if scratch.len() < len * columns {
-                scratch.resize(len * columns, T::default());
+            if scratch.len() < len * chunk {
+                scratch.resize(len * chunk, T::default());
             }
-            let scratch = &mut scratch[..len * columns];
             for_each_point(&planes[..plane_axes], shape, |coords| {
                 let (at, from) = run_start(coords);
-                // Row r of the plane is the values at coordinate r along `inner`.
-                transpose(len, columns, |r| &values[from + r * value_strides[inner]..], scratch);
-                for (column, run) in scratch.chunks_exact(len).enumerate() {
-                    // SAFETY: the run's `len` elements along the stride-1 axis `inner`,
-                    // from a point inside the region, lie inside the view (asserted
-                    // above); exclusive as for `write_line`.
-                    let target = unsafe {
-                        std::slice::from_raw_parts_mut(self.ptr.offset(at + column as isize * column_stride), len)
-                    };
-                    target.copy_from_slice(run);
+                for first_column in (0..columns).step_by(chunk) {
+                    let width = chunk.min(columns - first_column);
+                    let scratch = &mut scratch[..len * width];
+                    // Row r of the plane is the values at coordinate r along `inner`.
+                    let row = |r| &values[from + r * value_strides[inner] + first_column..];
+                    transpose(len, width, row, scratch);
+                    for (column, run) in (first_column..).zip(scratch.chunks_exact(len)) {
+                        // SAFETY: the run's `len` elements along the stride-1 axis
+                        // `inner`, from a point inside the region, lie inside the view
+                        // (asserted above); exclusive as for `write_line`.
+                        let target = unsafe {
+                            std::slice::from_raw_parts_mut(self.ptr.offset(at + column as isize * column_stride), len)
+                        };
+                        target.copy_from_slice(run);
+                    }
                 }
             });
             return;

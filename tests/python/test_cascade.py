@@ -31,6 +31,7 @@ GEOMETRIES = [
     ((131, 5, 263), (2, 1, 2)),  # the second factor axis is 2 apart from the first
     ((35, 33, 31, 3), (2, 2, 2, 1)),  # a channel axis
     ((2053, 517, 2), (2, 2, 1)),  # planes over 1 MiB even in u8: tiles cut across lines
+    ((517, 1031), (2, 2)),  # C order: output lines of 516 go out transposed in chunks
 ]
 LAYOUTS = ["F", "C", "neg"]
 CASES = [
