@@ -94,7 +94,7 @@ pub(crate) fn reduce_line_pairs_at_by_block<S: Copy, R: BlockReducer<S, N> + ?Si
     }
     for (x, result) in results.iter_mut().enumerate() {
         let block: [S; N] = std::array::from_fn(|i| {
-            let (combo, b) = unslot(i, position, false);
+            let (combo, b) = unslot(i, position);
             // SAFETY: combo < N/2 lines (asserted), each at least 2 * results.len()
             // long (asserted), and 2x + b < 2 * results.len().
             unsafe { *lines.get_unchecked(combo).get_unchecked(2 * x + b) }
@@ -870,16 +870,6 @@ fn reduce_pairs<S: Copy, R: BlockReducer<S, N>, const N: usize, const ROW_FIRST:
     results: &mut [R::Out],
 ) {
     let half = N / 2;
-    // Block slot of value b (0 or 1 along the line) of line `combo`: the line bit goes in
-    // at `position` of the scan-order index.
-    let slot = |combo: usize, b: usize| {
-        if ROW_FIRST {
-            2 * combo + b
-        } else {
-            let low = combo & ((1 << position) - 1);
-            ((combo >> position) << (position + 1)) | (b << position) | low
-        }
-    };
     let in_len = lines[0].len();
     let pairs = in_len / 2;
     for line in &lines[..half] {
@@ -894,8 +884,8 @@ fn reduce_pairs<S: Copy, R: BlockReducer<S, N>, const N: usize, const ROW_FIRST:
                 let mut block_weights = [0u32; N];
                 for combo in 0..half {
                     for b in 0..2 {
-                        block[slot(combo, b)] = lines[combo][2 * x + b];
-                        block_weights[slot(combo, b)] = weights[combo];
+                        block[slot(combo, b, position)] = lines[combo][2 * x + b];
+                        block_weights[slot(combo, b, position)] = weights[combo];
                     }
                 }
                 *result = reducer.reduce_weighted(&block, &block_weights);
@@ -909,9 +899,9 @@ fn reduce_pairs<S: Copy, R: BlockReducer<S, N>, const N: usize, const ROW_FIRST:
         for combo in 0..half {
             let v = lines[combo][in_len - 1];
             let w = line_weights.map_or(1, |w| w[combo]);
-            block[slot(combo, 0)] = v;
-            block[slot(combo, 1)] = v;
-            block_weights[slot(combo, 0)] = w * x_weight;
+            block[slot(combo, 0, position)] = v;
+            block[slot(combo, 1, position)] = v;
+            block_weights[slot(combo, 0, position)] = w * x_weight;
         }
         results[pairs] = if R::WEIGHTED {
             reducer.reduce_weighted(&block, &block_weights)
@@ -921,15 +911,20 @@ fn reduce_pairs<S: Copy, R: BlockReducer<S, N>, const N: usize, const ROW_FIRST:
     }
 }
 
-/// Inverse of the slot map of `reduce_pairs`: scan-order index -> (line, b).
+/// Where value b (0 or 1 along the line) of line `combo` of a block goes in the block's
+/// scan order when the line axis is the factor axis at `position`: the line bit goes in
+/// at `position` of the scan-order index (2 * combo + b at position 0).
 #[inline(always)]
-fn unslot(i: usize, position: usize, row_first: bool) -> (usize, usize) {
-    if row_first {
-        (i / 2, i % 2)
-    } else {
-        let low = i & ((1 << position) - 1);
-        ((i >> (position + 1) << position) | low, i >> position & 1)
-    }
+pub(crate) fn slot(combo: usize, b: usize, position: usize) -> usize {
+    let low = combo & ((1 << position) - 1);
+    ((combo >> position) << (position + 1)) | (b << position) | low
+}
+
+/// Inverse of `slot`: scan-order index -> (line, b).
+#[inline(always)]
+fn unslot(i: usize, position: usize) -> (usize, usize) {
+    let low = i & ((1 << position) - 1);
+    ((i >> (position + 1) << position) | low, i >> position & 1)
 }
 
 /// The line axis is not a factor axis: output voxel x reduces voxel x of each of the N
@@ -1357,6 +1352,25 @@ mod tests {
     use super::*;
     use ndarray::{ArrayD, IxDyn, ShapeBuilder};
     use std::sync::Mutex;
+
+    #[test]
+    fn slots_put_the_line_bit_at_its_position_and_unslot_inverts_them() {
+        for position in 0..3 {
+            let mut seen = [false; 8];
+            for combo in 0..4 {
+                for b in 0..2 {
+                    let i = slot(combo, b, position);
+                    assert_eq!(i >> position & 1, b, "position {position}");
+                    assert_eq!(unslot(i, position), (combo, b), "position {position}");
+                    seen[i] = true;
+                }
+            }
+            assert!(seen.iter().all(|&s| s), "position {position}: every slot used once");
+        }
+        for (combo, b) in [(0, 0), (0, 1), (1, 0), (3, 1)] {
+            assert_eq!(slot(combo, b, 0), 2 * combo + b);
+        }
+    }
 
     /// Records, for every row it is handed, where its lines start and where it is told
     /// reading goes on; reduces nothing.

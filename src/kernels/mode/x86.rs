@@ -17,7 +17,7 @@
 //! Exact mode of larger windows (`first_most_frequent`): every value of a window counted
 //! against the others at once, lanes holding values of the window, not blocks.
 
-use crate::cascade::ReadAhead;
+use crate::cascade::{slot, ReadAhead};
 use std::arch::x86_64::{
     __m256i, _mm256_add_epi32, _mm256_add_epi64, _mm256_and_si256, _mm256_andnot_si256, _mm256_blendv_epi8,
     _mm256_castps_si256, _mm256_castsi256_ps, _mm256_cmpeq_epi32, _mm256_cmpeq_epi64, _mm256_cmpgt_epi32,
@@ -446,12 +446,10 @@ unsafe fn rows<L: Lanes, const SPARSE: bool, const POSITION: usize>(
             RowAhead::EachLine => lines_ahead.iter().for_each(|line| line.prefetch(start, len)),
         }
         for (j, line) in lines.iter().enumerate() {
-            // Values 2x and 2x+1 of line j sit at these places of the block's scan order.
-            let low = j & ((1 << POSITION) - 1);
-            let even = ((j >> POSITION) << (POSITION + 1)) | low;
+            // Values 2x and 2x+1 of line j go to their places in the block's scan order.
             // SAFETY: the pairs of this group end at 2 * L::BLOCKS * (group + 1) <=
             // 2 * results.len() <= line.len() (the caller's contract).
-            (values[even], values[even | 1 << POSITION]) =
+            (values[slot(j, 0, POSITION)], values[slot(j, 1, POSITION)]) =
                 unsafe { L::load_pairs(line.as_ptr().add(2 * L::BLOCKS * group)) };
         }
         // Counts are kept negative (each match adds an all-ones -1), so "more" is "less".
