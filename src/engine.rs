@@ -331,6 +331,7 @@ pub(crate) fn reduce_windows<S, T>(
     window: &Window,
     out: &mut [T],
     reduce: impl Fn(&WindowRows<'_, S>, &mut Vec<S>) -> T + Sync,
+    reduce_run: impl Fn(&WindowRun<'_, S>, &mut [T]) -> usize + Sync,
 ) where
     S: Copy + Send + Sync,
     T: Send,
@@ -343,6 +344,7 @@ pub(crate) fn reduce_windows<S, T>(
         window,
         out_shape: &out_shape,
         reduce: &reduce,
+        reduce_run: &reduce_run,
     };
     let tasks: Vec<_> = out.chunks_mut(chunk_len).enumerate().collect();
     threads::for_each_init(tasks, WindowScratch::default, |scratch, (task, out)| {
@@ -356,11 +358,14 @@ pub(crate) fn reduce_windows<S, T>(
 }
 
 /// What every output row of one level of `reduce_windows` needs.
-struct WindowJob<'j, 'a, S, Reduce> {
+struct WindowJob<'j, 'a, S, T, Reduce> {
     src: &'j Source<'a, S>,
     window: &'j Window,
     out_shape: &'j Dims,
     reduce: &'j Reduce,
+    /// Takes a run of whole windows at once, if it can (see `WindowRun`); called once
+    /// per output row or chunk.
+    reduce_run: &'j (dyn Fn(&WindowRun<'_, S>, &mut [T]) -> usize + Sync),
 }
 
 /// Per-thread buffers of `reduce_windows`.
@@ -424,7 +429,7 @@ fn window_row_offsets<S: Copy>(
 /// The output rows of one task of `reduce_windows` (`out` starts at output element `first`).
 #[inline(always)]
 fn gather_and_reduce_rows<S: Copy, T>(
-    job: &WindowJob<'_, '_, S, impl Fn(&WindowRows<'_, S>, &mut Vec<S>) -> T>,
+    job: &WindowJob<'_, '_, S, T, impl Fn(&WindowRows<'_, S>, &mut Vec<S>) -> T>,
     first: usize,
     out: &mut [T],
     scratch: &mut WindowScratch<S>,
@@ -434,6 +439,7 @@ fn gather_and_reduce_rows<S: Copy, T>(
         window,
         out_shape,
         reduce,
+        reduce_run: _,
     } = *job;
     let row_len = out_shape[0];
     let (step, extent, size) = (window.step[0], window.extent[0], src.shape[0]);
@@ -473,7 +479,9 @@ fn gather_and_reduce_rows<S: Copy, T>(
             std::mem::swap(row_offsets, next_row_offsets);
             continue;
         }
-        for (x, result) in out_row.iter_mut().enumerate() {
+        let next_rows: &[isize] = if rows_in_place { next_row_offsets } else { &[] };
+        let whole = reduce_whole_windows(job, &rows, Some((ahead, next_rows)), out_row);
+        for (x, result) in out_row.iter_mut().enumerate().skip(whole) {
             let start = x * step;
             // The rows are read side by side, which no hardware prefetcher follows into
             // L1: ask for each row's line a little ahead, and near a row's end for the
@@ -540,7 +548,7 @@ fn most_rows_in_one_cache_set<S>(rows: &[&[S]]) -> usize {
 /// windows then find their rows in cache.
 #[inline(always)]
 fn reduce_row_in_chunks<S: Copy, T>(
-    job: &WindowJob<'_, '_, S, impl Fn(&WindowRows<'_, S>, &mut Vec<S>) -> T>,
+    job: &WindowJob<'_, '_, S, T, impl Fn(&WindowRows<'_, S>, &mut Vec<S>) -> T>,
     rows: &[&[S]],
     next_rows: Option<&[isize]>,
     out_row: &mut [T],
@@ -574,7 +582,8 @@ fn reduce_row_in_chunks<S: Copy, T>(
         for (r, chunk_row) in chunk_rows[..rows.len()].iter_mut().enumerate() {
             *chunk_row = &chunk[r * chunk_len..r * chunk_len + len];
         }
-        for (x, result) in out_chunk.iter_mut().enumerate() {
+        let whole = reduce_whole_windows(job, &chunk_rows[..rows.len()], None, out_chunk);
+        for (x, result) in out_chunk.iter_mut().enumerate().skip(whole) {
             let start = x * step;
             let window = WindowRows {
                 rows: &chunk_rows[..rows.len()],
@@ -582,6 +591,81 @@ fn reduce_row_in_chunks<S: Copy, T>(
                 width: extent.min(len - start),
             };
             *result = reduce(&window, window_values);
+        }
+    }
+}
+
+/// Hands the whole windows of `rows` to the job's `reduce_run`, when windows do not
+/// overlap, and returns how many it reduced (into the first results of `out`). The
+/// rows are read ahead by `ahead` values, past their ends into the next rows, if given.
+#[inline(always)]
+fn reduce_whole_windows<S: Copy, T>(
+    job: &WindowJob<'_, '_, S, T, impl Fn(&WindowRows<'_, S>, &mut Vec<S>) -> T>,
+    rows: &[&[S]],
+    ahead: Option<(usize, &[isize])>,
+    out: &mut [T],
+) -> usize {
+    let (step, extent) = (job.window.step[0], job.window.extent[0]);
+    let Some(first_row) = rows.first() else {
+        return 0;
+    };
+    if step != extent || step == 0 {
+        return 0;
+    }
+    let run = WindowRun {
+        rows,
+        width: step,
+        windows: first_row.len() / step,
+        ahead: ahead.map(|(values, next_rows)| (values, job.src, next_rows)),
+    };
+    (job.reduce_run)(&run, out)
+}
+
+/// Windows side by side along an output row, for a reduction that takes several at
+/// once: window x covers values `x * width .. (x + 1) * width` of each row (rows in
+/// scan order), whole for x < `windows`. The reduction writes the results of the
+/// leading windows it takes and returns how many; the caller reduces the rest one by
+/// one.
+pub(crate) struct WindowRun<'r, S> {
+    pub rows: &'r [&'r [S]],
+    pub width: usize,
+    /// Whole windows in the rows.
+    pub windows: usize,
+    /// Values read ahead, the input, and the next output row's rows (empty if they
+    /// are not read in place): what `read_ahead` needs, if the caller reads ahead.
+    ahead: Option<(usize, &'r Source<'r, S>, &'r [isize])>,
+}
+
+impl<'r, S: Copy> WindowRun<'r, S> {
+    /// `windows` whole windows of `width` values in each of `rows`, not read ahead.
+    #[cfg(test)]
+    pub fn new(rows: &'r [&'r [S]], width: usize, windows: usize) -> Self {
+        assert!(rows.iter().all(|row| row.len() >= windows * width));
+        WindowRun {
+            rows,
+            width,
+            windows,
+            ahead: None,
+        }
+    }
+
+    /// Asks for `len` values of every row ahead of `position`, or past a row's end, of
+    /// the next output row's rows (as the window loop of `reduce_windows` does).
+    #[inline(always)]
+    pub fn read_ahead(&self, position: usize, len: usize) {
+        let Some((ahead, src, next_rows)) = self.ahead else {
+            return;
+        };
+        let position = position + ahead;
+        let size = self.rows.first().map_or(0, |row| row.len());
+        if position < size {
+            for row in self.rows {
+                prefetch(row.as_ptr().wrapping_add(position), len);
+            }
+        } else {
+            for &offset in next_rows {
+                prefetch(src.address_of(offset).wrapping_add(position - size), len);
+            }
         }
     }
 }
@@ -694,7 +778,7 @@ impl<'r, S: Copy> WindowRows<'r, S> {
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
 unsafe fn gather_and_reduce_rows_avx2<S: Copy, T>(
-    job: &WindowJob<'_, '_, S, impl Fn(&WindowRows<'_, S>, &mut Vec<S>) -> T>,
+    job: &WindowJob<'_, '_, S, T, impl Fn(&WindowRows<'_, S>, &mut Vec<S>) -> T>,
     first: usize,
     out: &mut [T],
     scratch: &mut WindowScratch<S>,
@@ -1083,9 +1167,13 @@ mod tests {
             let view = whole.slice_axis(ndarray::Axis(0), (0..used).into());
             let out_shape = window.output_shape(&pad_dims(view.shape()));
             let mut out = vec![Vec::new(); out_shape.iter().product()];
-            reduce_windows(Source::from_view(&view), &window, &mut out, |values, buffer| {
-                values.gather(buffer).to_vec()
-            });
+            reduce_windows(
+                Source::from_view(&view),
+                &window,
+                &mut out,
+                |values, buffer| values.gather(buffer).to_vec(),
+                |_, _| 0,
+            );
             for (o, got) in out.iter().enumerate() {
                 let (ox, oy, oz) = (
                     o % out_shape[0],

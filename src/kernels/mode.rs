@@ -5,7 +5,7 @@ use ndarray::{ArrayViewD, ArrayViewMutD};
 
 use crate::cascade::{self, BlockReducer, ReadAhead, LINE_CHUNK};
 use crate::dtype::Element;
-use crate::engine::{reduce_windows, Edge, Window, WindowRows};
+use crate::engine::{reduce_windows, Edge, Window, WindowRows, WindowRun};
 use crate::kernels::same_type_levels;
 use crate::shape::{family, pad_dims, Family};
 
@@ -259,6 +259,58 @@ fn with_label_words<T: Element, W: x86::Lanes, const LINES: usize>(
         std::array::from_fn(|j| unsafe { std::slice::from_raw_parts(lines[j].as_ptr().cast::<W>(), lines[j].len()) });
     let results = unsafe { std::slice::from_raw_parts_mut(results.as_mut_ptr().cast::<W>(), results.len()) };
     kernel(&words, results)
+}
+
+/// The most frequent labels of the leading whole windows of a run, as many at once as
+/// a vector has lanes (`x86::windows`), for 32- and 64-bit labels of windows of up to
+/// `x86::MAX_WINDOW_VALUES` where the CPU has AVX2; returns how many it did.
+fn most_frequent_of_windows<T: Element>(run: &WindowRun<'_, T>, out: &mut [T], sparse: bool) -> usize {
+    #[cfg(target_arch = "x86_64")]
+    {
+        let values = run.rows.len() * run.width;
+        if !(1..=x86::MAX_WINDOW_VALUES).contains(&values) || !std::arch::is_x86_feature_detected!("avx2") {
+            return 0;
+        }
+        match std::mem::size_of::<T>() {
+            4 => rows_as_words::<T, u32>(run, out, sparse),
+            8 => rows_as_words::<T, u64>(run, out, sparse),
+            _ => 0,
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = (run, out, sparse);
+        0
+    }
+}
+
+/// `x86::windows` on a run's rows seen as the unsigned integers `W` of the labels'
+/// width (see `with_label_words`).
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+fn rows_as_words<T: Element, W: x86::Lanes>(run: &WindowRun<'_, T>, out: &mut [T], sparse: bool) -> usize {
+    assert!(
+        std::mem::size_of::<T>() == std::mem::size_of::<W>() && std::mem::align_of::<T>() == std::mem::align_of::<W>()
+    );
+    let done = run.windows.min(out.len()) / W::BLOCKS * W::BLOCKS;
+    let mut words: [&[W]; x86::MAX_WINDOW_VALUES] = [&[]; x86::MAX_WINDOW_VALUES];
+    for (word_row, row) in words.iter_mut().zip(run.rows) {
+        // SAFETY: as in `with_label_words`.
+        *word_row = unsafe { std::slice::from_raw_parts(row.as_ptr().cast::<W>(), row.len()) };
+    }
+    let words = &words[..run.rows.len()];
+    // SAFETY: as in `with_label_words`.
+    let results = unsafe { std::slice::from_raw_parts_mut(out.as_mut_ptr().cast::<W>(), done) };
+    let read_ahead = |position: usize| run.read_ahead(position, W::BLOCKS * run.width);
+    // SAFETY: the CPU has AVX2 (checked by the caller).
+    unsafe {
+        if sparse {
+            x86::windows::<W, true>(words, run.width, results, read_ahead)
+        } else {
+            x86::windows::<W, false>(words, run.width, results, read_ahead)
+        }
+    }
+    done
 }
 
 /// The most frequent label of a window (ties to the label seen first in scan order),
@@ -572,6 +624,7 @@ pub(crate) fn downsample<T: Element>(
                     // Inlined, so it is compiled for the engine's AVX2 loop too.
                     #[inline(always)]
                     |values, buffer| most_frequent_of_window(values, buffer, sparse),
+                    |run, out| most_frequent_of_windows(run, out, sparse),
                 )
             });
         }
@@ -666,6 +719,80 @@ mod tests {
                 let done = x86::two_by_two(0, &lines[..2], ahead, &mut results, sparse);
                 assert_eq!(done, expected);
                 assert!(results[..done].iter().all(|&v| v == 7));
+            }
+        }
+    }
+
+    /// Runs of windows counted side by side (`most_frequent_of_windows`) against the
+    /// plain pairwise count of each window, for every label width the kernel takes
+    /// (bit patterns only a bitwise compare tells apart among the floats), windows of
+    /// 1 to 32 values from 1, 2, 3, 5 or 40 labels (0 among them: background in sparse
+    /// mode), so that groups are decided by the first label, by two labels or by the
+    /// full count, runs long enough for the two-label test to be skipped and tried again,
+    /// and ragged tails left to the caller (checked untouched).
+    #[test]
+    fn runs_of_windows_agree_with_pairwise_counting() {
+        runs_agree::<u64>(|l| l as u64 * 0x0101_0101_0101_0101);
+        runs_agree::<u32>(|l| l as u32 * 0x0101_0101);
+        runs_agree::<i64>(|l| -(l as i64));
+        let f64s = [0.0, f64::NAN, f64::from_bits(0x7ff8_0000_0000_0001), -0.0];
+        runs_agree::<f64>(|l| f64s.get(l as usize).copied().unwrap_or(l as f64));
+        let f32s = [0.0, f32::NAN, f32::from_bits(0x7fc0_0001), -0.0];
+        runs_agree::<f32>(|l| f32s.get(l as usize).copied().unwrap_or(l as f32));
+    }
+
+    fn runs_agree<T: Element>(label: impl Fn(u8) -> T) {
+        let mut rng = TestRandom(777);
+        let lanes = 32 / std::mem::size_of::<T>();
+        #[cfg(target_arch = "x86_64")]
+        let avx2 = std::arch::is_x86_feature_detected!("avx2");
+        #[cfg(not(target_arch = "x86_64"))]
+        let avx2 = false;
+        let sentinel = label(200);
+        for labels in [1u8, 2, 3, 5, 40] {
+            for row_count in 1..=8usize {
+                for width in (1..=5usize).filter(|w| row_count * w <= 32) {
+                    for windows in [0, 1, lanes - 1, lanes, 2 * lanes + 1, 9 * lanes + 3] {
+                        // Runs of one label over several windows, as in a segmentation.
+                        let mut current = 0u8;
+                        let rows: Vec<Vec<T>> = (0..row_count)
+                            .map(|_| {
+                                (0..windows * width + 2)
+                                    .map(|_| {
+                                        if rng.next() >> 61 == 0 {
+                                            current = (rng.next() >> 56) as u8 % labels;
+                                        }
+                                        label(current)
+                                    })
+                                    .collect()
+                            })
+                            .collect();
+                        let rows: Vec<&[T]> = rows.iter().map(Vec::as_slice).collect();
+                        for sparse in [false, true] {
+                            let mut out = vec![sentinel; windows + 1];
+                            let done =
+                                most_frequent_of_windows(&WindowRun::new(&rows, width, windows), &mut out, sparse);
+                            assert_eq!(done, if avx2 { windows / lanes * lanes } else { 0 });
+                            for (x, found) in out.iter().enumerate() {
+                                let values: Vec<T> = rows
+                                    .iter()
+                                    .flat_map(|row| &row[(x * width).min(row.len())..((x + 1) * width).min(row.len())])
+                                    .copied()
+                                    .collect();
+                                let expected = if x < done {
+                                    most_frequent_pairwise(&values, sparse)
+                                } else {
+                                    sentinel
+                                };
+                                assert_eq!(
+                                    found.to_bits(),
+                                    expected.to_bits(),
+                                    "window {x} of {windows}: {values:?} sparse={sparse}"
+                                );
+                            }
+                        }
+                    }
+                }
             }
         }
     }

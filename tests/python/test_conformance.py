@@ -628,6 +628,11 @@ def test_mode_2x2x2_c_order_and_channels(rng, dtype, sparse):
         ((5, 6, 7), (2, 3, 2)),
         # 80 values a window: past the all-pairs count, sorted when many labels.
         ((8, 8, 10), (4, 4, 5)),
+        # Rows of more whole windows than a vector has lanes, and a clipped one: runs
+        # of windows counted side by side, the rest one by one.
+        ((40, 9, 7), (3, 3, 3)),
+        ((50, 9, 2), (3, 3, 1)),
+        ((33, 4, 4), (2, 2, 4)),
     ],
     ids=str,
 )

@@ -14,17 +14,19 @@
 //! scalar rule the compiler built on random labels and 1.03-1.14x on realistic ones
 //! (one and two threads, four runs); u32 labels ran the same either way.
 //!
-//! Exact mode of larger windows (`first_most_frequent`): every value of a window counted
-//! against the others at once, lanes holding values of the window, not blocks.
+//! Exact mode of other windows: up to 32 values, one window per lane (`windows`), as the
+//! 2x2x2 blocks are; larger windows, or a row's last few, one at a time, every value
+//! counted against the others at once, lanes holding values of the window
+//! (`first_most_frequent`).
 
 use crate::cascade::{slot, ReadAhead};
 use std::arch::x86_64::{
     __m256i, _mm256_add_epi32, _mm256_add_epi64, _mm256_and_si256, _mm256_andnot_si256, _mm256_blendv_epi8,
     _mm256_castps_si256, _mm256_castsi256_ps, _mm256_cmpeq_epi32, _mm256_cmpeq_epi64, _mm256_cmpgt_epi32,
-    _mm256_cmpgt_epi64, _mm256_loadu_si256, _mm256_or_si256, _mm256_permute4x64_epi64, _mm256_set1_epi32,
-    _mm256_set1_epi64x, _mm256_set_epi32, _mm256_set_epi64x, _mm256_setzero_si256, _mm256_shuffle_ps,
-    _mm256_slli_epi32, _mm256_slli_epi64, _mm256_storeu_si256, _mm256_sub_epi32, _mm256_sub_epi64,
-    _mm256_unpackhi_epi64, _mm256_unpacklo_epi64,
+    _mm256_cmpgt_epi64, _mm256_i32gather_epi32, _mm256_i64gather_epi64, _mm256_loadu_si256, _mm256_movemask_epi8,
+    _mm256_or_si256, _mm256_permute4x64_epi64, _mm256_set1_epi32, _mm256_set1_epi64x, _mm256_set_epi32,
+    _mm256_set_epi64x, _mm256_setzero_si256, _mm256_shuffle_ps, _mm256_slli_epi32, _mm256_slli_epi64,
+    _mm256_storeu_si256, _mm256_sub_epi32, _mm256_sub_epi64, _mm256_unpackhi_epi64, _mm256_unpacklo_epi64,
 };
 
 /// A label width the kernel handles: its lane operations, for AVX2 only.
@@ -52,6 +54,13 @@ pub(super) trait Lanes: Copy {
     unsafe fn lane_numbers() -> __m256i;
     /// A number as a lane value (`n` is at most 64 here).
     fn of(n: usize) -> Self;
+    /// Lane i: i * stride, the offsets `gather` reads at.
+    unsafe fn strided(stride: usize) -> __m256i;
+    /// Lane i: the value at `at` plus lane i of `offsets` (in values).
+    ///
+    /// # Safety
+    /// AVX2 is available and every value read is valid for reading.
+    unsafe fn gather(at: *const Self, offsets: __m256i) -> __m256i;
 }
 
 impl Lanes for u64 {
@@ -111,6 +120,18 @@ impl Lanes for u64 {
     }
     fn of(n: usize) -> Self {
         n as u64
+    }
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    unsafe fn strided(stride: usize) -> __m256i {
+        let s = stride as i64;
+        _mm256_set_epi64x(3 * s, 2 * s, s, 0)
+    }
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    unsafe fn gather(at: *const u64, offsets: __m256i) -> __m256i {
+        // SAFETY: the caller's contract; scale 8 makes the offsets counts of values.
+        unsafe { _mm256_i64gather_epi64::<8>(at.cast(), offsets) }
     }
     #[inline]
     #[target_feature(enable = "avx2")]
@@ -180,6 +201,18 @@ impl Lanes for u32 {
     }
     fn of(n: usize) -> Self {
         n as u32
+    }
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    unsafe fn strided(stride: usize) -> __m256i {
+        let s = stride as i32;
+        _mm256_set_epi32(7 * s, 6 * s, 5 * s, 4 * s, 3 * s, 2 * s, s, 0)
+    }
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    unsafe fn gather(at: *const u32, offsets: __m256i) -> __m256i {
+        // SAFETY: the caller's contract; scale 4 makes the offsets counts of values.
+        unsafe { _mm256_i32gather_epi32::<4>(at.cast(), offsets) }
     }
     #[inline]
     #[target_feature(enable = "avx2")]
@@ -288,6 +321,199 @@ pub(super) unsafe fn first_most_frequent<L: Lanes + Into<u64> + Eq + Default>(
     unsafe { _mm256_storeu_si256(keys.as_mut_ptr().cast(), best) };
     let top: u64 = keys[..L::BLOCKS].iter().map(|&k| k.into()).max().unwrap_or(0);
     (top > 0).then(|| LAST_INDEX - (top % 64) as usize)
+}
+
+/// The most values in a window `windows` takes. The count grows with their square, and
+/// gathering a larger window costs more than testing it where it lies: exact 4x4x4
+/// mode (64 values) of realistic u64 labels took 17-19 ms against 11-13 window by
+/// window, even with the windows the early tests left undecided handed back to be
+/// counted label by label; of random labels, 46 ms against 62 (85 handed back).
+pub(super) const MAX_WINDOW_VALUES: usize = 32;
+
+/// Exact mode of whole windows, one window per lane: window x holds values
+/// `x * width .. (x + 1) * width` of each row, in scan order row by row,
+/// and result x is its most frequent value (compared bitwise), ties to the one seen
+/// first; in sparse mode 0 is background, which wins only a window of nothing else.
+/// `read_ahead` is called with each group's first position in the rows, before they
+/// are read there.
+///
+/// Value i of as many windows as a vector has lanes is gathered into one vector, and
+/// counted against values i + 1.. as the 2x2x2 blocks are (`rows`): n(n - 1)/2
+/// compares for n values, shared by the lanes, and no reduction across lanes. Counted
+/// window by window (`first_most_frequent`), each value is compared against the
+/// window's values in vectors, and the counts are then keyed and reduced across lanes.
+/// A group whose every window holds its first value at least n/2 times is done after
+/// that value's count: no other value can have more (real segmentations' windows
+/// mostly lie inside one cell).
+///
+/// # Safety
+/// AVX2 is available.
+#[target_feature(enable = "avx2")]
+pub(super) unsafe fn windows<L: Lanes, const SPARSE: bool>(
+    rows: &[&[L]],
+    width: usize,
+    results: &mut [L],
+    read_ahead: impl Fn(usize),
+) {
+    let len = rows.len() * width;
+    assert!((1..=MAX_WINDOW_VALUES).contains(&len) && results.len() % L::BLOCKS == 0);
+    for row in rows {
+        assert!(row.len() >= results.len() * width);
+    }
+    let zero = _mm256_setzero_si256();
+    let ones = unsafe { L::minus_one() };
+    let offsets = L::strided(width);
+    // Counts are kept negative (each match adds an all-ones -1), so "more" is "less". A
+    // first value held by at least half the window wins: its count is at most
+    // -ceil(len / 2), below this.
+    let below_half = L::sub(zero, L::of(len.div_ceil(2) - 1).splat());
+    let len_lanes = L::of(len).splat();
+    let one = L::of(1).splat();
+    // Groups in a row that the two-label test (below) left undecided: random labels
+    // skip it, but for every eighth group.
+    let mut undecided_by_two = 0;
+    let mut values = [zero; MAX_WINDOW_VALUES];
+    for (group, out) in results.chunks_exact_mut(L::BLOCKS).enumerate() {
+        let start = group * L::BLOCKS * width;
+        read_ahead(start);
+        let mut i = 0;
+        for row in rows {
+            for k in 0..width {
+                // SAFETY: lane l reads value start + k + l * width < (group + 1) *
+                // BLOCKS * width <= row.len() (asserted); AVX2 is available.
+                values[i] = unsafe { L::gather(row.as_ptr().add(start + k), offsets) };
+                i += 1;
+            }
+        }
+        let values = &values[..len];
+        // SAFETY (the lane calls from here on): AVX2 is available.
+        // The label (value i - 1) and the values from i on that equal it.
+        let count_from = |i: usize, label: __m256i| {
+            let mut count = ones;
+            for &other in &values[i..] {
+                count = unsafe { L::add(count, L::equal(label, other)) };
+            }
+            count
+        };
+        // Every value of the window that equals `label`, counted from zero.
+        let count_all = |label: __m256i| unsafe { L::sub(count_from(0, label), ones) };
+        let first = values[0];
+        let first_real = if SPARSE {
+            _mm256_andnot_si256(unsafe { L::equal(first, zero) }, ones)
+        } else {
+            ones
+        };
+        // The label the early tests start from: the first, or in sparse mode the first
+        // real label (background where the window holds nothing else, which then wins).
+        let mut lead = first;
+        if SPARSE && _mm256_movemask_epi8(first_real) != -1 {
+            let mut found = first_real;
+            for &value in &values[1..] {
+                let new = _mm256_andnot_si256(found, _mm256_andnot_si256(unsafe { L::equal(value, zero) }, ones));
+                lead = _mm256_blendv_epi8(lead, value, new);
+                found = _mm256_or_si256(found, new);
+            }
+        }
+        // The first value's count (from itself on, as below) where it leads.
+        let lead_count = if SPARSE { count_all(lead) } else { count_from(1, first) };
+        let lead_real = if SPARSE {
+            _mm256_andnot_si256(unsafe { L::equal(lead, zero) }, ones)
+        } else {
+            ones
+        };
+        // The lead wins when it fills half the window (no label can have more, and a
+        // tie goes to the label seen first), and a window of background is background.
+        let decided = _mm256_or_si256(
+            _mm256_and_si256(unsafe { L::greater(below_half, lead_count) }, lead_real),
+            _mm256_andnot_si256(lead_real, ones),
+        );
+        if _mm256_movemask_epi8(decided) == -1 {
+            // SAFETY: out holds L::BLOCKS values, 256 bits; storeu has no alignment need.
+            unsafe { _mm256_storeu_si256(out.as_mut_ptr().cast(), lead) };
+            continue;
+        }
+        // The two-label test of `most_frequent_of_window`: every real value before the
+        // second label's first occurrence is the lead, so a third label beats the
+        // leader of the two only with more values than it has.
+        if undecided_by_two < 2 || group % 8 == 0 {
+            let (mut second, mut seen) = (zero, zero);
+            for &value in &values[1..] {
+                let mut other = _mm256_or_si256(unsafe { L::equal(value, lead) }, seen);
+                if SPARSE {
+                    other = _mm256_or_si256(other, unsafe { L::equal(value, zero) });
+                }
+                let new = _mm256_andnot_si256(other, ones);
+                second = _mm256_blendv_epi8(second, value, new);
+                seen = _mm256_or_si256(seen, new);
+            }
+            // 0 where there is no second label.
+            let second_count = _mm256_and_si256(count_all(second), seen);
+            let second_leads = unsafe { L::greater(lead_count, second_count) };
+            let (leader, leader_count) = (
+                _mm256_blendv_epi8(lead, second, second_leads),
+                _mm256_blendv_epi8(lead_count, second_count, second_leads),
+            );
+            // What the two (and background) leave is len + lead_count + second_count
+            // (+ zero_count); the leader's count is -leader_count.
+            let mut rest_and_leader =
+                unsafe { L::add(L::add(len_lanes, lead_count), L::add(second_count, leader_count)) };
+            if SPARSE {
+                rest_and_leader = unsafe { L::add(rest_and_leader, count_all(zero)) };
+            }
+            let by_two = _mm256_and_si256(unsafe { L::greater(one, rest_and_leader) }, lead_real);
+            if _mm256_movemask_epi8(_mm256_or_si256(decided, by_two)) == -1 {
+                undecided_by_two = 0;
+                let best = _mm256_blendv_epi8(leader, lead, decided);
+                // SAFETY: as above.
+                unsafe { _mm256_storeu_si256(out.as_mut_ptr().cast(), best) };
+                continue;
+            }
+            undecided_by_two += 1;
+        }
+        // Where the first value is real it is the lead, and `lead_count` its count.
+        let first_count = lead_count;
+        // Sparse: background counts zero and wins only when nothing else is there.
+        let mut best = _mm256_and_si256(first, first_real);
+        let mut best_count = _mm256_and_si256(first_count, first_real);
+        let mut consider = |value: __m256i, count: __m256i| {
+            let count = if SPARSE {
+                _mm256_andnot_si256(unsafe { L::equal(value, zero) }, count)
+            } else {
+                count
+            };
+            let more = unsafe { L::greater(best_count, count) };
+            best = _mm256_blendv_epi8(best, value, more);
+            best_count = _mm256_blendv_epi8(best_count, count, more);
+        };
+        // Four values at a time, each load shared by four compares in four chains (one
+        // chain of adds ran at one compare per cycle).
+        let mut i = 1;
+        while i + 4 <= len {
+            let [a, b, c, d] = [values[i], values[i + 1], values[i + 2], values[i + 3]];
+            let mut counts = unsafe {
+                [
+                    L::add(L::add(ones, L::equal(a, b)), L::add(L::equal(a, c), L::equal(a, d))),
+                    L::add(L::add(ones, L::equal(b, c)), L::equal(b, d)),
+                    L::add(ones, L::equal(c, d)),
+                    ones,
+                ]
+            };
+            for &other in &values[i + 4..] {
+                for (count, label) in counts.iter_mut().zip([a, b, c, d]) {
+                    *count = unsafe { L::add(*count, L::equal(label, other)) };
+                }
+            }
+            for (count, label) in counts.into_iter().zip([a, b, c, d]) {
+                consider(label, count);
+            }
+            i += 4;
+        }
+        for j in i..len {
+            consider(values[j], count_from(j + 1, values[j]));
+        }
+        // SAFETY: out holds L::BLOCKS values, 256 bits; storeu has no alignment need.
+        unsafe { _mm256_storeu_si256(out.as_mut_ptr().cast(), best) };
+    }
 }
 
 /// The 2x2 rule (`TwoByTwoRule`) for the leading whole vectors' worth of blocks of a
