@@ -325,7 +325,9 @@ pub(crate) fn reduce_level_rendered<S, R, K, T>(
 /// as the pieces of the input rows it covers, with a buffer to gather them into if it
 /// must. An output row's windows are taken in order, so the input rows under it are
 /// read side by side, each in address order, and a reduction that decides from a first
-/// look (one label filling half the window) copies nothing.
+/// look (one label filling half the window) copies nothing. Where windows do not
+/// overlap, each output row's (or chunk's) whole windows are first offered to
+/// `reduce_run`, several at once (see `WindowRun`); `reduce` takes the rest.
 pub(crate) fn reduce_windows<S, T>(
     src: Source<'_, S>,
     window: &Window,
