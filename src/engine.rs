@@ -490,16 +490,7 @@ fn gather_and_reduce_rows<S: Copy, T>(
             // head of the next output row's rows, which otherwise all begin with a wait
             // on memory (exact 3x3x3 mode of 16.8 M u64 labels took 30 ms in rows of 1
             // KiB and 16 ms in rows of 32 KiB; now 17 ms and 15 ms).
-            let position = start + ahead;
-            if position < size {
-                for row in &rows {
-                    prefetch(row.as_ptr().wrapping_add(position), 1);
-                }
-            } else if rows_in_place {
-                for &offset in next_row_offsets.iter() {
-                    prefetch(src.address_of(offset).wrapping_add(position - size), 1);
-                }
-            }
+            read_rows_ahead(&rows, src, next_rows, start + ahead, 1);
             let window = WindowRows {
                 rows: &rows,
                 start,
@@ -655,19 +646,25 @@ impl<'r, S: Copy> WindowRun<'r, S> {
     /// the next output row's rows (as the window loop of `reduce_windows` does).
     #[inline(always)]
     pub fn read_ahead(&self, position: usize, len: usize) {
-        let Some((ahead, src, next_rows)) = self.ahead else {
-            return;
-        };
-        let position = position + ahead;
-        let size = self.rows.first().map_or(0, |row| row.len());
-        if position < size {
-            for row in self.rows {
-                prefetch(row.as_ptr().wrapping_add(position), len);
-            }
-        } else {
-            for &offset in next_rows {
-                prefetch(src.address_of(offset).wrapping_add(position - size), len);
-            }
+        if let Some((ahead, src, next_rows)) = self.ahead {
+            read_rows_ahead(self.rows, src, next_rows, position + ahead, len);
+        }
+    }
+}
+
+/// Asks for `len` values at `position` of every one of `rows` (rows of the input, all
+/// as long), or where that lies past their end, of the rows at `next_rows` (offsets
+/// into `src`; empty when they are not read in place).
+#[inline(always)]
+fn read_rows_ahead<S: Copy>(rows: &[&[S]], src: &Source<'_, S>, next_rows: &[isize], position: usize, len: usize) {
+    let size = rows.first().map_or(0, |row| row.len());
+    if position < size {
+        for row in rows {
+            prefetch(row.as_ptr().wrapping_add(position), len);
+        }
+    } else {
+        for &offset in next_rows {
+            prefetch(src.address_of(offset).wrapping_add(position - size), len);
         }
     }
 }
