@@ -733,6 +733,11 @@ mod tests {
     #[test]
     fn runs_of_windows_agree_with_pairwise_counting() {
         runs_agree::<u64>(|l| l as u64 * 0x0101_0101_0101_0101);
+        // 64-bit labels below 2^32, which `x86::windows` counts on their low halves.
+        runs_agree::<u64>(u64::from);
+        // Labels of different high halves that share a low half, and labels whose low
+        // half is 0 (background, to a count of low halves alone).
+        runs_agree::<u64>(|l| (u64::from(l % 3) << 32) | u64::from(l / 3));
         runs_agree::<u32>(|l| l as u32 * 0x0101_0101);
         runs_agree::<i64>(|l| -(l as i64));
         let f64s = [0.0, f64::NAN, f64::from_bits(0x7ff8_0000_0000_0001), -0.0];

@@ -26,7 +26,8 @@ use std::arch::x86_64::{
     _mm256_cmpgt_epi64, _mm256_i32gather_epi32, _mm256_i64gather_epi64, _mm256_loadu_si256, _mm256_movemask_epi8,
     _mm256_or_si256, _mm256_permute4x64_epi64, _mm256_set1_epi32, _mm256_set1_epi64x, _mm256_set_epi32,
     _mm256_set_epi64x, _mm256_setzero_si256, _mm256_shuffle_ps, _mm256_slli_epi32, _mm256_slli_epi64,
-    _mm256_storeu_si256, _mm256_sub_epi32, _mm256_sub_epi64, _mm256_unpackhi_epi64, _mm256_unpacklo_epi64,
+    _mm256_storeu_si256, _mm256_sub_epi32, _mm256_sub_epi64, _mm256_testz_si256, _mm256_unpackhi_epi32,
+    _mm256_unpackhi_epi64, _mm256_unpacklo_epi32, _mm256_unpacklo_epi64, _mm256_xor_si256,
 };
 
 /// A label width the kernel handles: its lane operations, for AVX2 only.
@@ -342,9 +343,12 @@ pub(super) const MAX_WINDOW_VALUES: usize = 32;
 /// compares for n values, shared by the lanes, and no reduction across lanes. Counted
 /// window by window (`first_most_frequent`), each value is compared against the
 /// window's values in vectors, and the counts are then keyed and reduced across lanes.
-/// A group whose every window holds its first value at least n/2 times is done after
-/// that value's count: no other value can have more (real segmentations' windows
-/// mostly lie inside one cell).
+///
+/// 64-bit labels go two groups at a time: where the high halves of every window of
+/// both say that the low halves alone tell its labels apart (`narrow_halves`), the
+/// eight windows are counted on their low halves in 32-bit lanes, twice as many per
+/// compare, as u32 labels are. Labels below 2^32 always are, and so are the windows
+/// inside one cell of a segmentation whose ids are 64-bit.
 ///
 /// # Safety
 /// AVX2 is available.
@@ -360,160 +364,486 @@ pub(super) unsafe fn windows<L: Lanes, const SPARSE: bool>(
     for row in rows {
         assert!(row.len() >= results.len() * width);
     }
-    let zero = _mm256_setzero_si256();
-    let ones = unsafe { L::minus_one() };
     let offsets = L::strided(width);
-    // Counts are kept negative (each match adds an all-ones -1), so "more" is "less". A
-    // first value held by at least half the window wins: its count is at most
-    // -ceil(len / 2), below this.
-    let below_half = L::sub(zero, L::of(len.div_ceil(2) - 1).splat());
-    let len_lanes = L::of(len).splat();
-    let one = L::of(1).splat();
-    // Groups in a row that the two-label test (below) left undecided: random labels
-    // skip it, but for every eighth group.
-    let mut undecided_by_two = 0;
-    let mut values = [zero; MAX_WINDOW_VALUES];
-    for (group, out) in results.chunks_exact_mut(L::BLOCKS).enumerate() {
-        let start = group * L::BLOCKS * width;
+    let group_len = L::BLOCKS * width;
+    let gather = |group: usize, values: &mut [__m256i; MAX_WINDOW_VALUES]| {
+        let start = group * group_len;
         read_ahead(start);
-        let mut i = 0;
-        for row in rows {
-            for k in 0..width {
-                // SAFETY: lane l reads value start + k + l * width < (group + 1) *
-                // BLOCKS * width <= row.len() (asserted); AVX2 is available.
-                values[i] = unsafe { L::gather(row.as_ptr().add(start + k), offsets) };
-                i += 1;
-            }
-        }
-        let values = &values[..len];
-        // SAFETY (the lane calls from here on): AVX2 is available.
-        // The label (value i - 1) and the values from i on that equal it.
-        let count_from = |i: usize, label: __m256i| {
-            let mut count = ones;
-            for &other in &values[i..] {
-                count = unsafe { L::add(count, L::equal(label, other)) };
-            }
-            count
-        };
-        // Every value of the window that equals `label`, counted from zero.
-        let count_all = |label: __m256i| unsafe { L::sub(count_from(0, label), ones) };
-        let first = values[0];
-        let first_real = if SPARSE {
-            _mm256_andnot_si256(unsafe { L::equal(first, zero) }, ones)
-        } else {
-            ones
-        };
-        // The label the early tests start from: the first, or in sparse mode the first
-        // real label (background where the window holds nothing else, which then wins).
-        let mut lead = first;
-        if SPARSE && _mm256_movemask_epi8(first_real) != -1 {
-            let mut found = first_real;
-            for &value in &values[1..] {
-                let new = _mm256_andnot_si256(found, _mm256_andnot_si256(unsafe { L::equal(value, zero) }, ones));
-                lead = _mm256_blendv_epi8(lead, value, new);
-                found = _mm256_or_si256(found, new);
-            }
-        }
-        // The first value's count (from itself on, as below) where it leads.
-        let lead_count = if SPARSE { count_all(lead) } else { count_from(1, first) };
-        let lead_real = if SPARSE {
-            _mm256_andnot_si256(unsafe { L::equal(lead, zero) }, ones)
-        } else {
-            ones
-        };
-        // The lead wins when it fills half the window (no label can have more, and a
-        // tie goes to the label seen first), and a window of background is background.
-        let decided = _mm256_or_si256(
-            _mm256_and_si256(unsafe { L::greater(below_half, lead_count) }, lead_real),
-            _mm256_andnot_si256(lead_real, ones),
-        );
-        if _mm256_movemask_epi8(decided) == -1 {
-            // SAFETY: out holds L::BLOCKS values, 256 bits; storeu has no alignment need.
-            unsafe { _mm256_storeu_si256(out.as_mut_ptr().cast(), lead) };
-            continue;
-        }
-        // The two-label test of `most_frequent_of_window`: every real value before the
-        // second label's first occurrence is the lead, so a third label beats the
-        // leader of the two only with more values than it has.
-        if undecided_by_two < 2 || group % 8 == 0 {
-            let (mut second, mut seen) = (zero, zero);
-            for &value in &values[1..] {
-                let mut other = _mm256_or_si256(unsafe { L::equal(value, lead) }, seen);
-                if SPARSE {
-                    other = _mm256_or_si256(other, unsafe { L::equal(value, zero) });
+        // SAFETY: AVX2 is available; every row holds (group + 1) * group_len values
+        // (asserted).
+        unsafe { gather_group(rows, width, start, offsets, values) };
+    };
+    let mut tests = EarlyTests::default();
+    let zero = _mm256_setzero_si256();
+    let (mut values, mut next_values, mut low_halves) = (
+        [zero; MAX_WINDOW_VALUES],
+        [zero; MAX_WINDOW_VALUES],
+        [zero; MAX_WINDOW_VALUES],
+    );
+    let groups = results.len() / L::BLOCKS;
+    let pairs = if L::BLOCKS == 4 && len >= NARROW_FROM_VALUES {
+        groups / 2
+    } else {
+        0
+    };
+    let mut narrow_tries = NARROW_TRIES.get();
+    for pair in 0..pairs {
+        let [first, second] = [2 * pair, 2 * pair + 1];
+        gather(first, &mut values);
+        gather(second, &mut next_values);
+        let out = &mut results[first * L::BLOCKS..(second + 1) * L::BLOCKS];
+        let wide = [&values[..len], &next_values[..len]];
+        if narrow_tries.due() {
+            // SAFETY: AVX2 is available; L is u64 (four lanes).
+            let high = unsafe { narrow_halves::<SPARSE>(wide[0], wide[1], &mut low_halves) };
+            if let Some(high) = high {
+                // SAFETY: AVX2 is available.
+                let (best, by_first) = unsafe { most_frequent_in_lanes::<u32, SPARSE>(&low_halves[..len], &mut tests) };
+                narrow_tries.record(!by_first);
+                // Lanes hold windows 0, 1, 4, 5 | 2, 3, 6, 7 (`narrow_halves`);
+                // interleaved with their high halves they are windows 0..4 and 4..8.
+                // SAFETY: out holds 8 u64 values, two vectors; storeu has no alignment
+                // need.
+                unsafe {
+                    _mm256_storeu_si256(out.as_mut_ptr().cast(), _mm256_unpacklo_epi32(best, high));
+                    _mm256_storeu_si256(
+                        out.as_mut_ptr().add(L::BLOCKS).cast(),
+                        _mm256_unpackhi_epi32(best, high),
+                    );
                 }
-                let new = _mm256_andnot_si256(other, ones);
-                second = _mm256_blendv_epi8(second, value, new);
-                seen = _mm256_or_si256(seen, new);
-            }
-            // 0 where there is no second label.
-            let second_count = _mm256_and_si256(count_all(second), seen);
-            let second_leads = unsafe { L::greater(lead_count, second_count) };
-            let (leader, leader_count) = (
-                _mm256_blendv_epi8(lead, second, second_leads),
-                _mm256_blendv_epi8(lead_count, second_count, second_leads),
-            );
-            // What the two (and background) leave is len + lead_count + second_count
-            // (+ zero_count); the leader's count is -leader_count.
-            let mut rest_and_leader =
-                unsafe { L::add(L::add(len_lanes, lead_count), L::add(second_count, leader_count)) };
-            if SPARSE {
-                rest_and_leader = unsafe { L::add(rest_and_leader, count_all(zero)) };
-            }
-            let by_two = _mm256_and_si256(unsafe { L::greater(one, rest_and_leader) }, lead_real);
-            if _mm256_movemask_epi8(_mm256_or_si256(decided, by_two)) == -1 {
-                undecided_by_two = 0;
-                let best = _mm256_blendv_epi8(leader, lead, decided);
-                // SAFETY: as above.
-                unsafe { _mm256_storeu_si256(out.as_mut_ptr().cast(), best) };
                 continue;
             }
-            undecided_by_two += 1;
+            narrow_tries.record(false);
         }
-        // Where the first value is real it is the lead, and `lead_count` its count.
-        let first_count = lead_count;
-        // Sparse: background counts zero and wins only when nothing else is there.
-        let mut best = _mm256_and_si256(first, first_real);
-        let mut best_count = _mm256_and_si256(first_count, first_real);
-        let mut consider = |value: __m256i, count: __m256i| {
-            let count = if SPARSE {
-                _mm256_andnot_si256(unsafe { L::equal(value, zero) }, count)
-            } else {
-                count
-            };
-            let more = unsafe { L::greater(best_count, count) };
-            best = _mm256_blendv_epi8(best, value, more);
-            best_count = _mm256_blendv_epi8(best_count, count, more);
-        };
-        // Four values at a time, each load shared by four compares in four chains (one
-        // chain of adds ran at one compare per cycle).
-        let mut i = 1;
-        while i + 4 <= len {
-            let [a, b, c, d] = [values[i], values[i + 1], values[i + 2], values[i + 3]];
-            let mut counts = unsafe {
-                [
-                    L::add(L::add(ones, L::equal(a, b)), L::add(L::equal(a, c), L::equal(a, d))),
-                    L::add(L::add(ones, L::equal(b, c)), L::equal(b, d)),
-                    L::add(ones, L::equal(c, d)),
-                    ones,
-                ]
-            };
-            for &other in &values[i + 4..] {
-                for (count, label) in counts.iter_mut().zip([a, b, c, d]) {
-                    *count = unsafe { L::add(*count, L::equal(label, other)) };
-                }
-            }
-            for (count, label) in counts.into_iter().zip([a, b, c, d]) {
-                consider(label, count);
-            }
-            i += 4;
+        for (values, out) in wide.into_iter().zip(out.chunks_exact_mut(L::BLOCKS)) {
+            // SAFETY: AVX2 is available.
+            let (best, _) = unsafe { most_frequent_in_lanes::<L, SPARSE>(values, &mut tests) };
+            // SAFETY: out holds L::BLOCKS values, 256 bits; storeu has no alignment need.
+            unsafe { _mm256_storeu_si256(out.as_mut_ptr().cast(), best) };
         }
-        for j in i..len {
-            consider(values[j], count_from(j + 1, values[j]));
-        }
+    }
+    NARROW_TRIES.set(narrow_tries);
+    for group in 2 * pairs..groups {
+        gather(group, &mut values);
+        // SAFETY: AVX2 is available.
+        let (best, _) = unsafe { most_frequent_in_lanes::<L, SPARSE>(&values[..len], &mut tests) };
+        let out = &mut results[group * L::BLOCKS..(group + 1) * L::BLOCKS];
         // SAFETY: out holds L::BLOCKS values, 256 bits; storeu has no alignment need.
         unsafe { _mm256_storeu_si256(out.as_mut_ptr().cast(), best) };
     }
+}
+
+/// Value i of the windows of a group starting at `start` of each row, one window per
+/// lane, into `values[i]`.
+///
+/// # Safety
+/// AVX2 is available; every row holds start + L::BLOCKS * width values.
+#[inline]
+#[target_feature(enable = "avx2")]
+unsafe fn gather_group<L: Lanes>(
+    rows: &[&[L]],
+    width: usize,
+    start: usize,
+    offsets: __m256i,
+    values: &mut [__m256i; MAX_WINDOW_VALUES],
+) {
+    let mut i = 0;
+    for row in rows {
+        for k in 0..width {
+            // SAFETY: lane l reads value start + k + l * width < start + BLOCKS * width
+            // (the caller's contract); AVX2 is available.
+            values[i] = unsafe { L::gather(row.as_ptr().add(start + k), offsets) };
+            i += 1;
+        }
+    }
+}
+
+/// The fewest values in a window for which `windows` tries the low halves of 64-bit
+/// labels: 3x3x1 mode (9 values) of the bench's labels ran 4-8% slower with them,
+/// random and realistic; 2x2x4 (16) of random labels 5% faster, 3x3x3 (27) 15%.
+const NARROW_FROM_VALUES: usize = 16;
+
+/// The low halves of value i of two groups of four 64-bit windows (`first`, `second`)
+/// as one vector of eight 32-bit lanes, in `low_halves[i]`, with the lanes in the
+/// order windows 0, 1, 4, 5 | 2, 3, 6, 7; and the high half of each window's labels,
+/// in that order, when every one of the eight windows is told apart by its low halves
+/// alone: all its values share one high half (in sparse mode, every value is either 0
+/// or a label with that high half and a low half other than 0, so that background is
+/// still the 0 of the low halves). None where some window is not.
+///
+/// # Safety
+/// AVX2 is available; both hold the same number of values, at least one and at most
+/// low_halves.len().
+#[inline]
+#[target_feature(enable = "avx2")]
+unsafe fn narrow_halves<const SPARSE: bool>(
+    first: &[__m256i],
+    second: &[__m256i],
+    low_halves: &mut [__m256i],
+) -> Option<__m256i> {
+    let zero = _mm256_setzero_si256();
+    // What each window's labels may share: the first value, or in sparse mode all of
+    // them or'd (the high half of each label where they have one; neither where two).
+    let shared = [first, second].map(|values| {
+        if SPARSE {
+            values.iter().fold(zero, |all, &value| _mm256_or_si256(all, value))
+        } else {
+            values[0]
+        }
+    });
+    // Where the high halves differ from the shared one, before any is split off (most
+    // windows across the walls of 64-bit ids stop here).
+    let mut differ = zero;
+    for (values, shared) in [first, second].into_iter().zip(shared) {
+        for &value in values {
+            let mut high_differs = _mm256_xor_si256(value, shared);
+            if SPARSE {
+                // SAFETY: AVX2 is available.
+                high_differs = _mm256_andnot_si256(unsafe { u64::equal(value, zero) }, high_differs);
+            }
+            differ = _mm256_or_si256(differ, high_differs);
+        }
+    }
+    let high_bits = _mm256_set1_epi64x(0xFFFF_FFFF_0000_0000_u64 as i64);
+    if _mm256_testz_si256(differ, high_bits) == 0 {
+        return None;
+    }
+    // Within each 128-bit half: the low (or high) 32-bit words of a's two u64 lanes,
+    // then b's.
+    let low = |a: __m256i, b: __m256i| {
+        _mm256_castps_si256(_mm256_shuffle_ps::<0b10_00_10_00>(
+            _mm256_castsi256_ps(a),
+            _mm256_castsi256_ps(b),
+        ))
+    };
+    let high = |a: __m256i, b: __m256i| {
+        _mm256_castps_si256(_mm256_shuffle_ps::<0b11_01_11_01>(
+            _mm256_castsi256_ps(a),
+            _mm256_castsi256_ps(b),
+        ))
+    };
+    // Sparse: labels whose low half is 0 but not their high half.
+    let mut hidden = zero;
+    for (i, (&a, &b)) in first.iter().zip(second).enumerate() {
+        low_halves[i] = low(a, b);
+        if SPARSE {
+            let high_is_zero = _mm256_cmpeq_epi32(high(a, b), zero);
+            hidden = _mm256_or_si256(
+                hidden,
+                _mm256_andnot_si256(high_is_zero, _mm256_cmpeq_epi32(low_halves[i], zero)),
+            );
+        }
+    }
+    // A window of background in sparse mode is 0 in both halves.
+    (_mm256_testz_si256(hidden, hidden) == 1).then(|| high(shared[0], shared[1]))
+}
+
+/// What the early tests of `most_frequent_in_lanes` have seen so far in a run.
+#[derive(Default)]
+struct EarlyTests {
+    /// Groups reduced.
+    groups: usize,
+    /// Groups in a row that the two-label test left undecided: random labels skip it,
+    /// but for every eighth group.
+    undecided_by_two: usize,
+}
+
+/// When `narrow_halves` is tried on a pair of groups. It pays only where the
+/// first-label test leaves windows to count (random labels); inside the cells of a
+/// segmentation that test settles them as fast in 64-bit lanes, and windows across the
+/// walls between cells of 64-bit ids fail it. Tried on every pair, it cost exact 3x3x3
+/// mode of the bench's realistic labels 5-10% (sparse 10-15%). After a try that did not
+/// pay it waits for twice as many pairs as last time, up to 64; one that paid starts
+/// over. Kept per thread from run to run, as a volume's labels are alike throughout
+/// (the results do not depend on it).
+#[derive(Clone, Copy, Default)]
+struct NarrowTries {
+    /// Pairs to pass over after the last try that did not pay.
+    interval: u8,
+    /// Pairs still to pass over.
+    wait: u8,
+}
+
+impl NarrowTries {
+    const LONGEST_WAIT: u8 = 64;
+
+    /// Whether to try this pair (counted as passed over if not).
+    #[inline(always)]
+    fn due(&mut self) -> bool {
+        if self.wait > 0 {
+            self.wait -= 1;
+            return false;
+        }
+        true
+    }
+
+    /// A try's outcome.
+    #[inline(always)]
+    fn record(&mut self, paid: bool) {
+        *self = if paid {
+            NarrowTries::default()
+        } else {
+            let interval = (2 * self.interval).clamp(1, Self::LONGEST_WAIT);
+            NarrowTries {
+                interval,
+                wait: interval,
+            }
+        };
+    }
+}
+
+thread_local! {
+    static NARROW_TRIES: std::cell::Cell<NarrowTries> = const { std::cell::Cell::new(NarrowTries { interval: 0, wait: 0 }) };
+}
+
+/// Matches of `label` in `values[from..]`, as a negative count (each adds an all-ones
+/// -1), minus one more: the count of value `from - 1` from itself on when that is
+/// `label`.
+///
+/// # Safety
+/// AVX2 is available.
+#[inline]
+#[target_feature(enable = "avx2")]
+unsafe fn count_from<L: Lanes>(values: &[__m256i], from: usize, label: __m256i) -> __m256i {
+    // SAFETY (the lane calls): AVX2 is available.
+    let ones = unsafe { L::minus_one() };
+    values[from..]
+        .iter()
+        .fold(ones, |count, &other| unsafe { L::add(count, L::equal(label, other)) })
+}
+
+/// Every value that equals `label`, as a negative count.
+///
+/// # Safety
+/// AVX2 is available.
+#[inline]
+#[target_feature(enable = "avx2")]
+unsafe fn count_all<L: Lanes>(values: &[__m256i], label: __m256i) -> __m256i {
+    // SAFETY: AVX2 is available.
+    unsafe { L::sub(count_from::<L>(values, 0, label), L::minus_one()) }
+}
+
+/// The first-label test, lane by lane: the label it starts from, and whether that wins.
+#[derive(Clone, Copy)]
+struct Lead {
+    /// The first value, or in sparse mode the first real label (background where the
+    /// window holds nothing else, which then wins).
+    label: __m256i,
+    /// Its count (negative).
+    count: __m256i,
+    /// All ones where it is a real label (always, but in sparse mode).
+    real: __m256i,
+    /// All ones where it is the window's most frequent label: it fills half the window
+    /// (no label can have more, and a tie goes to the label seen first), or the window
+    /// is background.
+    decided: __m256i,
+}
+
+impl Lead {
+    /// The test on value i of each lane's window in `values[i]`.
+    ///
+    /// # Safety
+    /// AVX2 is available.
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    unsafe fn of<L: Lanes, const SPARSE: bool>(values: &[__m256i]) -> Lead {
+        let zero = _mm256_setzero_si256();
+        // SAFETY (the lane calls from here on): AVX2 is available.
+        let ones = unsafe { L::minus_one() };
+        let first = values[0];
+        let mut label = first;
+        if SPARSE {
+            let mut found = _mm256_andnot_si256(unsafe { L::equal(first, zero) }, ones);
+            if _mm256_movemask_epi8(found) != -1 {
+                for &value in &values[1..] {
+                    let new = _mm256_andnot_si256(found, _mm256_andnot_si256(unsafe { L::equal(value, zero) }, ones));
+                    label = _mm256_blendv_epi8(label, value, new);
+                    found = _mm256_or_si256(found, new);
+                }
+            }
+        }
+        // Where the first value leads, its count from itself on, as `most_frequent_in_lanes`
+        // counts every value.
+        let count = unsafe {
+            if SPARSE {
+                count_all::<L>(values, label)
+            } else {
+                count_from::<L>(values, 1, first)
+            }
+        };
+        let real = if SPARSE {
+            _mm256_andnot_si256(unsafe { L::equal(label, zero) }, ones)
+        } else {
+            ones
+        };
+        // A count of at most -ceil(len / 2) is half the window or more.
+        let below_half = unsafe { L::sub(zero, L::of(values.len().div_ceil(2) - 1).splat()) };
+        let decided = _mm256_or_si256(
+            _mm256_and_si256(unsafe { L::greater(below_half, count) }, real),
+            _mm256_andnot_si256(real, ones),
+        );
+        Lead {
+            label,
+            count,
+            real,
+            decided,
+        }
+    }
+
+    /// Whether every lane is decided.
+    ///
+    /// # Safety
+    /// AVX2 is available.
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    unsafe fn decides_all(&self) -> bool {
+        _mm256_movemask_epi8(self.decided) == -1
+    }
+}
+
+/// The most frequent of `values`, lane by lane: value i of each lane's window in
+/// `values[i]` (see `windows`); and whether the first-label test settled every lane.
+///
+/// Real segmentations' windows mostly lie inside one cell, which the first-label test
+/// settles. Most of the others lie across the wall between two cells, which the
+/// two-label test of `most_frequent_of_window` settles; the rest are counted in full
+/// (`most_frequent_past_lead`).
+///
+/// This and `most_frequent_past_lead` are `#[inline(always)]` with no target feature
+/// of their own (a function cannot have both), so that they are compiled into each
+/// AVX2 loop over groups that calls them, with the lane operations inlined there. Left
+/// to the compiler they were a call per group (it inlines large functions into one
+/// call site only), and exact 3x3x1 mode of u64 labels ran 6-10% slower than with the
+/// same logic written out in the loop (before 64-bit windows went two groups at a
+/// time); inlined, 3-4% (512x512x64, one thread, builds alternated).
+///
+/// # Safety
+/// AVX2 is available.
+#[inline(always)]
+unsafe fn most_frequent_in_lanes<L: Lanes, const SPARSE: bool>(
+    values: &[__m256i],
+    tests: &mut EarlyTests,
+) -> (__m256i, bool) {
+    // SAFETY: AVX2 is available.
+    let lead = unsafe { Lead::of::<L, SPARSE>(values) };
+    if lead.decides_all() {
+        return (lead.label, true);
+    }
+    // SAFETY: AVX2 is available.
+    (
+        unsafe { most_frequent_past_lead::<L, SPARSE>(values, lead, tests) },
+        false,
+    )
+}
+
+/// `most_frequent_in_lanes` where the first-label test left lanes undecided.
+///
+/// # Safety
+/// AVX2 is available.
+#[inline(always)]
+unsafe fn most_frequent_past_lead<L: Lanes, const SPARSE: bool>(
+    values: &[__m256i],
+    lead: Lead,
+    tests: &mut EarlyTests,
+) -> __m256i {
+    let len = values.len();
+    let group = tests.groups;
+    tests.groups += 1;
+    let zero = _mm256_setzero_si256();
+    // SAFETY (the lane calls from here on): AVX2 is available.
+    let ones = unsafe { L::minus_one() };
+    let len_lanes = L::of(len).splat();
+    let one = L::of(1).splat();
+    let Lead {
+        label: lead,
+        count: lead_count,
+        real: lead_real,
+        decided,
+    } = lead;
+    let count_all = |label: __m256i| unsafe { count_all::<L>(values, label) };
+    let count_from = |from: usize, label: __m256i| unsafe { count_from::<L>(values, from, label) };
+    // The two-label test of `most_frequent_of_window`: every real value before the
+    // second label's first occurrence is the lead, so a third label beats the
+    // leader of the two only with more values than it has.
+    if tests.undecided_by_two < 2 || group % 8 == 0 {
+        let (mut second, mut seen) = (zero, zero);
+        for &value in &values[1..] {
+            let mut other = _mm256_or_si256(unsafe { L::equal(value, lead) }, seen);
+            if SPARSE {
+                other = _mm256_or_si256(other, unsafe { L::equal(value, zero) });
+            }
+            let new = _mm256_andnot_si256(other, ones);
+            second = _mm256_blendv_epi8(second, value, new);
+            seen = _mm256_or_si256(seen, new);
+        }
+        // 0 where there is no second label.
+        let second_count = _mm256_and_si256(count_all(second), seen);
+        let second_leads = unsafe { L::greater(lead_count, second_count) };
+        let (leader, leader_count) = (
+            _mm256_blendv_epi8(lead, second, second_leads),
+            _mm256_blendv_epi8(lead_count, second_count, second_leads),
+        );
+        // What the two (and background) leave is len + lead_count + second_count
+        // (+ zero_count); the leader's count is -leader_count.
+        let mut rest_and_leader = unsafe { L::add(L::add(len_lanes, lead_count), L::add(second_count, leader_count)) };
+        if SPARSE {
+            rest_and_leader = unsafe { L::add(rest_and_leader, count_all(zero)) };
+        }
+        let by_two = _mm256_and_si256(unsafe { L::greater(one, rest_and_leader) }, lead_real);
+        if _mm256_movemask_epi8(_mm256_or_si256(decided, by_two)) == -1 {
+            tests.undecided_by_two = 0;
+            return _mm256_blendv_epi8(leader, lead, decided);
+        }
+        tests.undecided_by_two += 1;
+    }
+    let first = values[0];
+    let first_real = if SPARSE {
+        _mm256_andnot_si256(unsafe { L::equal(first, zero) }, ones)
+    } else {
+        ones
+    };
+    // Where the first value is real it is the lead, and `lead_count` its count.
+    let first_count = lead_count;
+    // Sparse: background counts zero and wins only when nothing else is there.
+    let mut best = _mm256_and_si256(first, first_real);
+    let mut best_count = _mm256_and_si256(first_count, first_real);
+    let mut consider = |value: __m256i, count: __m256i| {
+        let count = if SPARSE {
+            _mm256_andnot_si256(unsafe { L::equal(value, zero) }, count)
+        } else {
+            count
+        };
+        let more = unsafe { L::greater(best_count, count) };
+        best = _mm256_blendv_epi8(best, value, more);
+        best_count = _mm256_blendv_epi8(best_count, count, more);
+    };
+    // Four values at a time, each load shared by four compares in four chains (one
+    // chain of adds ran at one compare per cycle).
+    let mut i = 1;
+    while i + 4 <= len {
+        let [a, b, c, d] = [values[i], values[i + 1], values[i + 2], values[i + 3]];
+        let mut counts = unsafe {
+            [
+                L::add(L::add(ones, L::equal(a, b)), L::add(L::equal(a, c), L::equal(a, d))),
+                L::add(L::add(ones, L::equal(b, c)), L::equal(b, d)),
+                L::add(ones, L::equal(c, d)),
+                ones,
+            ]
+        };
+        for &other in &values[i + 4..] {
+            for (count, label) in counts.iter_mut().zip([a, b, c, d]) {
+                *count = unsafe { L::add(*count, L::equal(label, other)) };
+            }
+        }
+        for (count, label) in counts.into_iter().zip([a, b, c, d]) {
+            consider(label, count);
+        }
+        i += 4;
+    }
+    for j in i..len {
+        consider(values[j], count_from(j + 1, values[j]));
+    }
+    best
 }
 
 /// The 2x2 rule (`TwoByTwoRule`) for the leading whole vectors' worth of blocks of a
