@@ -150,15 +150,13 @@ impl Lanes for u32 {
         // SAFETY: 16 values readable (the caller's contract); loadu has no alignment need.
         let (low, high) = unsafe {
             (
-                _mm256_castsi256_ps(_mm256_loadu_si256(pairs.cast())),
-                _mm256_castsi256_ps(_mm256_loadu_si256(pairs.add(8).cast())),
+                _mm256_loadu_si256(pairs.cast()),
+                _mm256_loadu_si256(pairs.add(8).cast()),
             )
         };
-        // Within each 128-bit half: blocks 0, 1, 4, 5, then 2, 3, 6, 7.
-        (
-            _mm256_castps_si256(_mm256_shuffle_ps::<0b10_00_10_00>(low, high)),
-            _mm256_castps_si256(_mm256_shuffle_ps::<0b11_01_11_01>(low, high)),
-        )
+        // Blocks 0, 1, 4, 5, then 2, 3, 6, 7.
+        // SAFETY: AVX2 is available.
+        unsafe { even_and_odd_words(low, high) }
     }
     #[inline]
     #[target_feature(enable = "avx2")]
@@ -221,6 +219,23 @@ impl Lanes for u32 {
         // 64-bit lanes hold block pairs (0, 1), (4, 5), (2, 3), (6, 7).
         _mm256_permute4x64_epi64::<0b11_01_10_00>(v)
     }
+}
+
+/// The even and the odd 32-bit words of `a` and `b`: within each 128-bit half, those
+/// of a's half, then b's (words 0, 2 of a, 0, 2 of b, 4, 6 of a, 4, 6 of b for the
+/// even ones). Of 64-bit lanes, the even words are the low halves and the odd ones the
+/// high halves.
+///
+/// # Safety
+/// AVX2 is available.
+#[inline]
+#[target_feature(enable = "avx2")]
+unsafe fn even_and_odd_words(a: __m256i, b: __m256i) -> (__m256i, __m256i) {
+    let (a, b) = (_mm256_castsi256_ps(a), _mm256_castsi256_ps(b));
+    (
+        _mm256_castps_si256(_mm256_shuffle_ps::<0b10_00_10_00>(a, b)),
+        _mm256_castps_si256(_mm256_shuffle_ps::<0b11_01_11_01>(a, b)),
+    )
 }
 
 /// Reduces the leading whole vectors' worth of blocks of a row of 2x2x2 blocks (result
@@ -508,34 +523,26 @@ unsafe fn narrow_halves<const SPARSE: bool>(
     if _mm256_testz_si256(differ, high_bits) == 0 {
         return None;
     }
-    // Within each 128-bit half: the low (or high) 32-bit words of a's two u64 lanes,
-    // then b's.
-    let low = |a: __m256i, b: __m256i| {
-        _mm256_castps_si256(_mm256_shuffle_ps::<0b10_00_10_00>(
-            _mm256_castsi256_ps(a),
-            _mm256_castsi256_ps(b),
-        ))
-    };
-    let high = |a: __m256i, b: __m256i| {
-        _mm256_castps_si256(_mm256_shuffle_ps::<0b11_01_11_01>(
-            _mm256_castsi256_ps(a),
-            _mm256_castsi256_ps(b),
-        ))
-    };
     // Sparse: labels whose low half is 0 but not their high half.
     let mut hidden = zero;
     for (i, (&a, &b)) in first.iter().zip(second).enumerate() {
-        low_halves[i] = low(a, b);
+        // SAFETY: AVX2 is available.
+        let (low, high) = unsafe { even_and_odd_words(a, b) };
+        low_halves[i] = low;
         if SPARSE {
-            let high_is_zero = _mm256_cmpeq_epi32(high(a, b), zero);
+            let high_is_zero = _mm256_cmpeq_epi32(high, zero);
             hidden = _mm256_or_si256(
                 hidden,
                 _mm256_andnot_si256(high_is_zero, _mm256_cmpeq_epi32(low_halves[i], zero)),
             );
         }
     }
+    if _mm256_testz_si256(hidden, hidden) == 0 {
+        return None;
+    }
     // A window of background in sparse mode is 0 in both halves.
-    (_mm256_testz_si256(hidden, hidden) == 1).then(|| high(shared[0], shared[1]))
+    // SAFETY: AVX2 is available.
+    Some(unsafe { even_and_odd_words(shared[0], shared[1]) }.1)
 }
 
 /// What the early tests of `most_frequent_in_lanes` have seen so far in a run.
@@ -715,7 +722,7 @@ impl Lead {
 /// to the compiler they were a call per group (it inlines large functions into one
 /// call site only), and exact 3x3x1 mode of u64 labels ran 6-10% slower than with the
 /// same logic written out in the loop (before 64-bit windows went two groups at a
-/// time); inlined, 3-4% (512x512x64, one thread, builds alternated).
+/// time); inlined, 3-5% (512x512x64, one thread, builds alternated).
 ///
 /// # Safety
 /// AVX2 is available.
