@@ -80,7 +80,10 @@ pub fn downsample_into<T: Element>(
             );
         }
     }
-    threads::install(|| T::run_kernels(method, &input, &factor, sparse, outputs))
+    threads::install(|| {
+        crate::populate::fresh_outputs(outputs);
+        T::run_kernels(method, &input, &factor, sparse, outputs)
+    })
 }
 
 /// The kernels of one call, which `downsample_into` has validated. Reached only through

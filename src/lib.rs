@@ -17,6 +17,7 @@ mod dtype;
 mod engine;
 mod error;
 mod kernels;
+mod populate;
 mod shape;
 mod sink;
 mod threads;

@@ -157,3 +157,24 @@ def test_output_layouts(geometry, op, dtype, sparse, out_layout):
             finally:
                 tb.set_num_threads(0)
             assert_mips(out, expected, assert_exact)
+
+
+def test_fresh_large_outputs_on_two_threads():
+    """Outputs of 8 MiB or more, freshly allocated, which the threads of a call back with
+    memory before the kernels run (src/populate.rs): every voxel as numpy computes it
+    here, with 1 and 2 threads, and the same into caller outputs filled with junk."""
+    rng = np.random.default_rng(11)
+    img = np.asfortranarray(rng.integers(0, 65536, size=(1024, 1024, 20), dtype=np.uint16))
+    wide = img.astype(np.uint32)
+    want = ((wide[0::2, 0::2] + wide[1::2, 0::2] + wide[0::2, 1::2] + wide[1::2, 1::2]) // 4).astype(np.uint16)
+    assert want.nbytes >= 8 << 20
+    for threads in (2, 1):
+        tb.set_num_threads(threads)
+        try:
+            fresh = subject.run("averaging", img, (2, 2, 1))
+            junk = np.asfortranarray(np.full(want.shape, 0xBEEF, dtype=np.uint16))
+            subject.run("averaging", img, (2, 2, 1), out=[junk])
+        finally:
+            tb.set_num_threads(0)
+        np.testing.assert_array_equal(fresh[0] if isinstance(fresh, list) else fresh, want)
+        np.testing.assert_array_equal(junk, want)
