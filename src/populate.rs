@@ -20,8 +20,10 @@ use ndarray::ArrayViewMutD;
 
 use crate::threads;
 
-/// Outputs smaller than this in all are left to fault in as they are written: the pool's
-/// hand-over costs more than their faults (about 0.1 ms per MiB on one thread).
+/// Outputs smaller than this in all are left to fault in as they are written: their
+/// faults (about 0.1 ms per MiB on one thread) come near the cost of handing work to
+/// the pool and back (50-100 us), and below 32 MiB glibc mostly hands out heap memory
+/// that earlier calls have backed already. Not measured below 16 MiB.
 const MIN_BYTES: usize = 8 << 20;
 
 /// Runs that go to one thread: a transparent huge page, so that two threads never fault
