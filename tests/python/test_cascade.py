@@ -180,3 +180,23 @@ def test_fresh_large_outputs_on_two_threads():
             tb.set_num_threads(0)
         np.testing.assert_array_equal(fresh[0] if isinstance(fresh, list) else fresh, want)
         np.testing.assert_array_equal(junk, want)
+
+
+@pytest.mark.parametrize("dtype", ["uint8", "uint64"])
+def test_striding_c_order_inputs_over_many_tasks(dtype):
+    """Striding of a C-order input into Fortran-order outputs goes through tiles
+    transposed in cache, handed out as 512 KiB tasks (src/kernels/stride.rs): volumes
+    of many tasks, ragged tiles on both of a tile's axes and a ragged last task, on 1,
+    2 and 3 threads, against numpy's strided slices (the definition of striding)."""
+    shape = (300, 700, 130) if dtype == "uint8" else (130, 300, 70)
+    rng = np.random.default_rng(13)
+    img = np.ascontiguousarray(rng.integers(0, 2**63, size=shape, dtype=np.uint64).astype(dtype))
+    want = [np.asfortranarray(img[::2, ::2]), np.asfortranarray(img[::4, ::4])]
+    assert want[0].nbytes >= 10 * (512 << 10)
+    for threads in (1, 2, 3):
+        tb.set_num_threads(threads)
+        try:
+            got = subject.run("striding", img, (2, 2, 1), num_mips=2)
+        finally:
+            tb.set_num_threads(0)
+        assert_mips(got, want, assert_exact)
