@@ -92,18 +92,15 @@ def check(op, plain, factor, num_mips, sparse, got):
 @pytest.mark.parametrize("geometry", range(len(GEOMETRIES)))
 @pytest.mark.parametrize("op,dtype,sparse", CASES)
 @pytest.mark.parametrize("num_mips", [1, 3])
-def test_many_tiles_match_the_model(geometry, op, dtype, sparse, num_mips):
+def test_many_tiles_match_the_model(geometry, op, dtype, sparse, num_mips, threads):
     shape, factor = GEOMETRIES[geometry]
     plain = make(op, dtype, shape, sparse, seed=geometry * 100 + num_mips)
     results = {}
     for name in LAYOUTS:
         img = layout(plain, name)
-        for threads in (1, 2):
-            tb.set_num_threads(threads)
-            try:
-                results[name, threads] = subject.run(op, img, factor, num_mips, sparse)
-            finally:
-                tb.set_num_threads(0)
+        for count in (1, 2):
+            threads(count)
+            results[name, count] = subject.run(op, img, factor, num_mips, sparse)
     first = results["F", 1]
     check(op, plain, factor, num_mips, sparse, first)
     for key, got in results.items():
@@ -140,7 +137,7 @@ def output_buffers(shape, factor, num_mips, dtype, name):
 @pytest.mark.parametrize("geometry", range(len(GEOMETRIES)))
 @pytest.mark.parametrize("op,dtype,sparse", CASES)
 @pytest.mark.parametrize("out_layout", ["C", "reversed"])
-def test_output_layouts(geometry, op, dtype, sparse, out_layout):
+def test_output_layouts(geometry, op, dtype, sparse, out_layout, threads):
     """Outputs whose fastest axis is not the input's line axis are written a tile level at
     a time in their own order; every input layout must give the same bits into them."""
     shape, factor = GEOMETRIES[geometry]
@@ -149,17 +146,14 @@ def test_output_layouts(geometry, op, dtype, sparse, out_layout):
     expected = subject.run(op, layout(plain, "F"), factor, num_mips, sparse)
     check(op, plain, factor, num_mips, sparse, expected)
     for name in LAYOUTS:
-        for threads in (1, 2):
+        for count in (1, 2):
             out = output_buffers(shape, factor, num_mips, np.dtype(dtype), out_layout)
-            tb.set_num_threads(threads)
-            try:
-                got = subject.run(op, layout(plain, name), factor, num_mips, sparse, out=out)
-            finally:
-                tb.set_num_threads(0)
+            threads(count)
+            subject.run(op, layout(plain, name), factor, num_mips, sparse, out=out)
             assert_mips(out, expected, assert_exact)
 
 
-def test_fresh_large_outputs_on_two_threads():
+def test_fresh_large_outputs_on_two_threads(threads):
     """Outputs of 8 MiB or more, freshly allocated, which the threads of a call back with
     memory before the kernels run (src/populate.rs): every voxel as numpy computes it
     here, with 1 and 2 threads, and the same into caller outputs filled with junk. Not
@@ -170,20 +164,17 @@ def test_fresh_large_outputs_on_two_threads():
     wide = img.astype(np.uint32)
     want = ((wide[0::2, 0::2] + wide[1::2, 0::2] + wide[0::2, 1::2] + wide[1::2, 1::2]) // 4).astype(np.uint16)
     assert want.nbytes >= 8 << 20
-    for threads in (2, 1):
-        tb.set_num_threads(threads)
-        try:
-            fresh = subject.run("averaging", img, (2, 2, 1))
-            junk = np.asfortranarray(np.full(want.shape, 0xBEEF, dtype=np.uint16))
-            subject.run("averaging", img, (2, 2, 1), out=[junk])
-        finally:
-            tb.set_num_threads(0)
+    for count in (2, 1):
+        threads(count)
+        fresh = subject.run("averaging", img, (2, 2, 1))
+        junk = np.asfortranarray(np.full(want.shape, 0xBEEF, dtype=np.uint16))
+        subject.run("averaging", img, (2, 2, 1), out=[junk])
         np.testing.assert_array_equal(fresh[0] if isinstance(fresh, list) else fresh, want)
         np.testing.assert_array_equal(junk, want)
 
 
 @pytest.mark.parametrize("dtype", ["uint8", "uint64"])
-def test_striding_c_order_inputs_over_many_tasks(dtype):
+def test_striding_c_order_inputs_over_many_tasks(dtype, threads):
     """Striding of a C-order input into Fortran-order outputs goes through tiles
     transposed in cache, handed out as 512 KiB tasks (src/kernels/stride.rs): volumes
     of many tasks, ragged tiles on both of a tile's axes and a ragged last task, on 1,
@@ -193,10 +184,7 @@ def test_striding_c_order_inputs_over_many_tasks(dtype):
     img = np.ascontiguousarray(rng.integers(0, 2**63, size=shape, dtype=np.uint64).astype(dtype))
     want = [np.asfortranarray(img[::2, ::2]), np.asfortranarray(img[::4, ::4])]
     assert want[0].nbytes >= 10 * (512 << 10)
-    for threads in (1, 2, 3):
-        tb.set_num_threads(threads)
-        try:
-            got = subject.run("striding", img, (2, 2, 1), num_mips=2)
-        finally:
-            tb.set_num_threads(0)
+    for count in (1, 2, 3):
+        threads(count)
+        got = subject.run("striding", img, (2, 2, 1), num_mips=2)
         assert_mips(got, want, assert_exact)
