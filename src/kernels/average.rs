@@ -872,11 +872,22 @@ fn mean_of_means<T: Element>(input: &ArrayViewD<'_, T>, factor: &Dims, outputs: 
     let mean = |w: Weighted<f64>| w.sum / w.count;
     let next = Sum::new(|v: f64| Weighted { sum: v, count: 1.0 }, mean);
     let keep = |_, &v: &f64| v;
-    let render = |_, &v: &f64| T::from_f64(v);
+    let render = |_, &v: &f64| {
+        if const { !matches!(T::AVERAGING, AveragingClass::Float) && T::BITS <= 32 } {
+            // A mean of values of T: in range, so `from_f64`'s saturation never acts.
+            T::from_i128(small_f64::truncate(v) as i128)
+        } else {
+            T::from_f64(v)
+        }
+    };
     let shape = pad_dims(input.shape());
     let window_volume: usize = (0..MAX_NDIM).map(|axis| factor[axis].min(shape[axis])).product();
     if const { !matches!(T::AVERAGING, AveragingClass::Float) && T::BITS <= 32 } && CountedSum::fits::<T>(window_volume)
     {
+        if let [only] = outputs {
+            one_truncated_mean(input, &window, window_volume, only);
+            return;
+        }
         let first = Sum::new(CountedSum::of::<T>, CountedSum::mean);
         accumulate_pyramid(input, outputs, |_| window, first, next, keep, render);
     } else {
@@ -889,6 +900,31 @@ fn mean_of_means<T: Element>(input: &ArrayViewD<'_, T>, factor: &Dims, outputs: 
         );
         accumulate_pyramid(input, outputs, |_| window, first, next, keep, render);
     }
+}
+
+/// A single mip of `mean_of_means` over integers: no next mip starts from its f64 means,
+/// so each window's sum is divided only as far as its truncated quotient needs: in f32,
+/// in lanes of i32, where that is exact (`NarrowCountedSum`). The division was most of
+/// the time of 1x1x2 and 3x3x1 averaging of u8 (f64 divisions run four to a vector, f32
+/// ones eight).
+fn one_truncated_mean<T: Element>(
+    input: &ArrayViewD<'_, T>,
+    window: &Window,
+    window_volume: usize,
+    output: &mut ArrayViewMutD<'_, T>,
+) {
+    let src = Source::from_view(input);
+    fill_output(output, |out| {
+        if NarrowCountedSum::fits::<T>(window_volume) {
+            let quotients = Sum::new(NarrowCountedSum::of::<T>, NarrowCountedSum::truncated_mean);
+            let render = |&quotient: &i32| T::from_i128(quotient as i128);
+            reduce_level_rendered(src, window, quotients, None::<&mut [()]>, |_| (), out, render);
+        } else {
+            let quotients = Sum::new(CountedSum::of::<T>, CountedSum::truncated_mean);
+            let render = |&quotient: &i64| T::from_i128(quotient as i128);
+            reduce_level_rendered(src, window, quotients, None::<&mut [()]>, |_| (), out, render);
+        }
+    });
 }
 
 /// The first mip of an integer `mean_of_means`: sum and count of a window in one i64,
@@ -916,11 +952,91 @@ impl CountedSum {
     }
 
     #[inline(always)]
-    fn mean(packed: i64) -> f64 {
+    fn sum_and_count(packed: i64) -> (i64, i64) {
         // The sum lies in [-2^39, 2^39): adding 2^39 carries nothing into the count.
         let count = (packed + (1 << (Self::SUM_BITS - 1))) >> Self::SUM_BITS;
+        (packed - (count << Self::SUM_BITS), count)
+    }
+
+    #[inline(always)]
+    fn mean(packed: i64) -> f64 {
+        let (sum, count) = Self::sum_and_count(packed);
+        small_f64::from_i64(sum) / small_f64::from_i64(count)
+    }
+
+    /// sum / count, truncated toward zero.
+    #[inline(always)]
+    fn truncated_mean(packed: i64) -> i64 {
+        let (sum, count) = Self::sum_and_count(packed);
+        small_f64::truncate(small_f64::from_i64(sum) / small_f64::from_i64(count))
+    }
+}
+
+/// `CountedSum` in an i32, the count from bit 24 up, for windows of fewer than 128 values
+/// of 8- and 16-bit integers: twice as many lanes to a vector. |sum| < 2^23, so the f32
+/// quotient of sum and count truncates to the exact one: a quotient that is not an
+/// integer lies at least 1/count from the next integer, and rounding moves it by at most
+/// |sum| / count * 2^-24, less than that.
+struct NarrowCountedSum;
+
+impl NarrowCountedSum {
+    const SUM_BITS: u32 = 24;
+
+    /// Whether windows of up to `volume` values of `T` keep the sum inside its signed
+    /// field (|sum| < 2^23) and the count below the sign bit.
+    fn fits<T: Element>(volume: usize) -> bool {
+        let volume_bits = usize::BITS - volume.saturating_sub(1).leading_zeros();
+        T::BITS + volume_bits < Self::SUM_BITS && volume < 1 << (32 - Self::SUM_BITS - 1)
+    }
+
+    #[inline(always)]
+    fn of<T: Element>(v: T) -> i32 {
+        // At most 16 bits (`fits`): exact in i32.
+        v.to_i128() as i32 + (1 << Self::SUM_BITS)
+    }
+
+    /// sum / count, truncated toward zero.
+    #[inline(always)]
+    fn truncated_mean(packed: i32) -> i32 {
+        // The sum lies in [-2^23, 2^23): adding 2^23 carries nothing into the count.
+        let count = (packed + (1 << (Self::SUM_BITS - 1))) >> Self::SUM_BITS;
         let sum = packed - (count << Self::SUM_BITS);
-        sum as f64 / count as f64
+        small_f32::truncate(sum as f32 / count as f32)
+    }
+}
+
+/// `v as i32` for |v| < 2^22 in operations that vectorise: a saturating `as` took a
+/// scalar conversion and two compares per voxel. See `small_f64`.
+mod small_f32 {
+    /// 2^23 + 2^22 (see `small_f64::MAGIC`).
+    const MAGIC: f32 = 12_582_912.0;
+
+    #[inline(always)]
+    pub fn truncate(v: f32) -> i32 {
+        (v.trunc() + MAGIC).to_bits() as i32 - MAGIC.to_bits() as i32
+    }
+}
+
+/// Conversions between f64 and integers of magnitude below 2^51 in operations that
+/// vectorise. AVX2 has no conversion between f64 and 64-bit integers, and `as` took a
+/// scalar conversion per voxel (two for a mean, and a clamp for a saturating `as u8`):
+/// with the division, most of the time of 1x1x2 and 3x3x1 averaging of u8.
+mod small_f64 {
+    /// 2^52 + 2^51: the f64s from here to 2^52 + 2^52 are the integers, one per unit
+    /// in the last place, so an integer added to its bits (as a signed offset from
+    /// 2^52 + 2^51) is that f64, and back.
+    const MAGIC: f64 = 6_755_399_441_055_744.0;
+
+    /// `v as f64`, exactly, for |v| < 2^51.
+    #[inline(always)]
+    pub fn from_i64(v: i64) -> f64 {
+        f64::from_bits((v + MAGIC.to_bits() as i64) as u64) - MAGIC
+    }
+
+    /// `v as i64` (truncated toward zero) for |v| < 2^51.
+    #[inline(always)]
+    pub fn truncate(v: f64) -> i64 {
+        (v.trunc() + MAGIC).to_bits() as i64 - MAGIC.to_bits() as i64
     }
 }
 
@@ -1027,7 +1143,10 @@ mod tests {
             .find(|&v| CountedSum::fits::<T>(v))
             .expect("some volume fits");
         assert!(!CountedSum::fits::<T>(largest + 1));
-        for volume in [1, 2, 9, 27, 64, largest / 2 + 1, largest] {
+        for volume in [1, 2, 9, 27, 64, 256, 1 << 16, largest / 2 + 1, largest]
+            .into_iter()
+            .filter(|&v| v <= largest)
+        {
             // Fewer trials of the millions-of-values windows, which are slow unoptimised.
             for trial in 0..if volume > 4096 { 3 } else { 8 } {
                 let (mut packed, mut exact) = (0i64, Weighted::<f64>::default());
@@ -1046,6 +1165,9 @@ mod tests {
                 }
                 let want = exact.sum / exact.count;
                 assert_eq!(CountedSum::mean(packed).to_bits(), want.to_bits(), "volume {volume}");
+                // The truncated quotient, in i128 (Rust's division truncates toward zero).
+                let quotient = (exact.sum as i128 / exact.count as i128) as i64;
+                assert_eq!(CountedSum::truncated_mean(packed), quotient, "volume {volume}");
             }
         }
     }
@@ -1083,6 +1205,41 @@ mod tests {
         }
     }
 
+    /// Windows of every volume `NarrowCountedSum` takes, all extremes, mixed extremes or
+    /// random values: its quotient against the i64 sum divided toward zero.
+    fn narrow_counted_sums_match_the_quotient<T: Element>(extremes: [T; 2], random: impl Fn(u64) -> T) {
+        let mut rng = TestRandom(13);
+        for volume in 1..128 {
+            assert!(NarrowCountedSum::fits::<T>(volume), "volume {volume}");
+            for trial in 0..6 {
+                let (mut packed, mut sum) = (0i32, 0i64);
+                for _ in 0..volume {
+                    let r = rng.next();
+                    let v = match trial {
+                        0 | 1 => extremes[trial],
+                        _ if r % 4 == 0 => extremes[(r >> 8) as usize % 2],
+                        _ => random(rng.next()),
+                    };
+                    packed += NarrowCountedSum::of(v);
+                    sum += v.to_i128() as i64;
+                }
+                let want = sum / volume as i64;
+                assert_eq!(NarrowCountedSum::truncated_mean(packed) as i64, want, "volume {volume}");
+            }
+        }
+        assert!(!NarrowCountedSum::fits::<T>(128));
+    }
+
+    #[test]
+    fn narrow_counted_sums_are_the_truncated_quotients() {
+        narrow_counted_sums_match_the_quotient([u8::MIN, u8::MAX], |r| r as u8);
+        narrow_counted_sums_match_the_quotient([i8::MIN, i8::MAX], |r| r as i8);
+        narrow_counted_sums_match_the_quotient([u16::MIN, u16::MAX], |r| r as u16);
+        narrow_counted_sums_match_the_quotient([i16::MIN, i16::MAX], |r| r as i16);
+        // 32-bit values never fit, whatever the window.
+        assert!(!NarrowCountedSum::fits::<u32>(1) && !NarrowCountedSum::fits::<i32>(2));
+    }
+
     #[test]
     fn counted_sums_are_the_f64_means() {
         counted_sums_match_f64([u8::MIN, u8::MAX], |r| r as u8);
@@ -1093,6 +1250,62 @@ mod tests {
         // The bounds themselves: 2^39 for the sum, 2^23 for the count.
         assert!(CountedSum::fits::<u32>(128) && !CountedSum::fits::<u32>(129));
         assert!(CountedSum::fits::<u8>(1 << 22) && !CountedSum::fits::<u8>((1 << 22) + 1));
+    }
+
+    /// Against `as`, at the ends of the range (2^22 excluded), around zero and at random.
+    #[test]
+    fn small_f32_truncation_is_the_cast() {
+        let mut rng = TestRandom(5);
+        let limit = ((1 << 22) - 1) as f32;
+        let mut floats = vec![
+            0.0,
+            -0.0,
+            0.5,
+            -0.5,
+            0.999_999,
+            -0.999_999,
+            2.5,
+            -2.5,
+            limit,
+            -limit,
+            limit - 0.5,
+        ];
+        floats.extend(
+            (0..10_000).map(|_| ((rng.next() >> 41) as f32 - (1 << 22) as f32) / (2 + rng.next() % 1000) as f32),
+        );
+        for v in floats {
+            assert_eq!(small_f32::truncate(v), v as i32, "{v}");
+        }
+    }
+
+    /// Against `as`, at the ends of the range (2^51 excluded), around zero and at random.
+    #[test]
+    fn small_f64_conversions_are_the_casts() {
+        let mut rng = TestRandom(3);
+        let limit = (1i64 << 51) - 1;
+        let mut integers = vec![0, 1, -1, limit, -limit, 1 << 32, -(1 << 32) - 1];
+        integers.extend((0..10_000).map(|_| (rng.next() as i64) >> (13 + rng.next() % 50)));
+        for v in integers {
+            assert_eq!(small_f64::from_i64(v).to_bits(), (v as f64).to_bits(), "{v}");
+        }
+        let mut floats = vec![
+            0.0,
+            -0.0,
+            0.5,
+            -0.5,
+            0.999_999,
+            -0.999_999,
+            2.5,
+            -2.5,
+            limit as f64,
+            -limit as f64,
+        ];
+        floats.extend(
+            (0..10_000).map(|_| ((rng.next() >> 12) as f64 - (1u64 << 51) as f64) / (2 + rng.next() % 1000) as f64),
+        );
+        for v in floats {
+            assert_eq!(small_f64::truncate(v), v as i64, "{v}");
+        }
     }
 
     #[test]
