@@ -162,6 +162,14 @@ pub(crate) fn fastest_axis(shape: &Dims, strides: &[isize; MAX_NDIM]) -> usize {
         .unwrap_or(0)
 }
 
+/// The axes by the memory distance between neighbours along them (|stride| ascending),
+/// axes of one voxel last; ties keep the axis order.
+pub(crate) fn memory_order(shape: &[usize], strides: &[isize]) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..shape.len()).collect();
+    order.sort_by_key(|&axis| (shape[axis] == 1, strides[axis].unsigned_abs()));
+    order
+}
+
 /// Calls `visit` with every point of the box `0..extent` over `axes`, the first of them
 /// counting fastest, like an odometer; the other coordinates stay 0.
 #[inline(always)]
@@ -193,6 +201,17 @@ pub(crate) fn pad_dims(values: &[usize]) -> Dims {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn memory_order_puts_the_densest_axis_first_and_single_voxel_axes_last() {
+        // C order, Fortran order, negative and zero (broadcast) strides, an axis of one.
+        assert_eq!(memory_order(&[4, 5, 6], &[30, 6, 1]), [2, 1, 0]);
+        assert_eq!(memory_order(&[4, 5, 6], &[1, 4, 20]), [0, 1, 2]);
+        assert_eq!(memory_order(&[4, 5, 6], &[-30, 6, -1]), [2, 1, 0]);
+        assert_eq!(memory_order(&[4, 5, 6], &[6, 0, 1]), [1, 2, 0]);
+        assert_eq!(memory_order(&[1, 5, 6], &[1, 6, 1]), [2, 1, 0]);
+        assert_eq!(memory_order(&[3, 3], &[2, 2]), [0, 1]);
+    }
 
     #[test]
     fn for_each_point_visits_the_box_once_in_odometer_order() {

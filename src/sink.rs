@@ -7,7 +7,8 @@ use crate::shape::{for_each_point, pad_dims, Dims, MAX_NDIM};
 
 mod transpose;
 
-use transpose::{gather_run, gathers_wide, transpose, transpose_pays};
+pub(crate) use transpose::transpose_pays;
+use transpose::{gather_run, gathers_wide, transpose};
 
 /// The most a transposed plane's pass through `scratch` takes at a time (see
 /// `Sink::write_region`).

@@ -884,8 +884,12 @@ fn mean_of_means<T: Element>(input: &ArrayViewD<'_, T>, factor: &Dims, outputs: 
     let window_volume: usize = (0..MAX_NDIM).map(|axis| factor[axis].min(shape[axis])).product();
     if const { !matches!(T::AVERAGING, AveragingClass::Float) && T::BITS <= 32 } && CountedSum::fits::<T>(window_volume)
     {
-        if let [only] = outputs {
-            one_truncated_mean(input, &window, window_volume, only);
+        if let [_] = outputs {
+            // Exact integer sums: any order of a window's values gives the same mean.
+            crate::kernels::in_memory_order(input, factor, outputs, |input, factor, outputs| {
+                let window = Window::pooling(factor, Edge::Clip);
+                one_truncated_mean(input, &window, window_volume, &mut outputs[0]);
+            });
             return;
         }
         let first = Sum::new(CountedSum::of::<T>, CountedSum::mean);

@@ -7,7 +7,7 @@ use crate::cascade::{self, fold_line_pairs, fold_stacked_lines, BlockReducer, Re
 use crate::dtype::{AveragingClass, Element};
 use crate::engine::{reduce_level, Edge, Reducer, Window};
 use crate::kernels::same_type_levels;
-use crate::shape::{family, pad_dims, Family};
+use crate::shape::{family, pad_dims, Dims, Family};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Extremum {
@@ -112,14 +112,22 @@ pub(crate) fn downsample<T: Element>(
             cascade::run::<T, T, T, _, _, _, _, _, _, 8>(input, &axes, outputs, &same_type_levels(Pick::<false>))
         }
         (_, which) => {
-            let window = Window::pooling(&pad_dims(factor), Edge::Clip);
-            match which {
-                Extremum::Max => super::pyramid_from_previous_mip(input, outputs, |src, out| {
-                    reduce_level(src, &window, Pick::<true>, out)
-                }),
-                Extremum::Min => super::pyramid_from_previous_mip(input, outputs, |src, out| {
-                    reduce_level(src, &window, Pick::<false>, out)
-                }),
+            let pool = |input: &ArrayViewD<'_, T>, factor: &Dims, outputs: &mut [ArrayViewMutD<'_, T>]| {
+                let window = Window::pooling(factor, Edge::Clip);
+                match which {
+                    Extremum::Max => super::pyramid_from_previous_mip(input, outputs, |src, out| {
+                        reduce_level(src, &window, Pick::<true>, out)
+                    }),
+                    Extremum::Min => super::pyramid_from_previous_mip(input, outputs, |src, out| {
+                        reduce_level(src, &window, Pick::<false>, out)
+                    }),
+                }
+            };
+            if const { matches!(T::AVERAGING, AveragingClass::Float) } {
+                // Which of +0.0 and -0.0, or of two NaNs, is kept depends on the order.
+                pool(input, &pad_dims(factor), outputs);
+            } else {
+                super::in_memory_order(input, &pad_dims(factor), outputs, pool);
             }
         }
     }

@@ -12,7 +12,38 @@ use ndarray::{ArrayViewD, ArrayViewMutD};
 use crate::cascade::{fold_line_pairs, fold_stacked_lines, BlockReducer, KeptAsIs, Levels, ReadAhead};
 use crate::dtype::Element;
 use crate::engine::{fill_output, Reducer, Source};
+use crate::shape::{memory_order, Dims, MAX_NDIM};
 use crate::sink::RenderedAsIs;
+
+/// Runs `run` on `input`, `factor` and `outputs` with their axes reordered alike, so that
+/// axis 0 is the input's nearest in memory and the others follow by stride (axes of one
+/// voxel last). The general engine reads rows along axis 0: along a strided axis 0 (a
+/// C-order input) every value cost a cache line of its own, since the rows that share
+/// those lines came long after (max pooling 3x3x1 of a C-order 1024x1024x64 u8 volume:
+/// 586 ms against 7.6 in Fortran order). Only for reductions whose result does not
+/// depend on the order in which a window's values come (integer sums and extremes):
+/// the order of the values within each window changes with the axes.
+pub(crate) fn in_memory_order<T: Element>(
+    input: &ArrayViewD<'_, T>,
+    factor: &Dims,
+    outputs: &mut [ArrayViewMutD<'_, T>],
+    run: impl FnOnce(&ArrayViewD<'_, T>, &Dims, &mut [ArrayViewMutD<'_, T>]),
+) {
+    let order = memory_order(input.shape(), input.strides());
+    if order.iter().enumerate().all(|(position, &axis)| position == axis) {
+        return run(input, factor, outputs);
+    }
+    let mut reordered_factor = [1; MAX_NDIM];
+    for (position, &axis) in order.iter().enumerate() {
+        reordered_factor[position] = factor[axis];
+    }
+    let reordered_input = input.view().permuted_axes(order.clone());
+    let mut reordered_outputs: Vec<_> = outputs
+        .iter_mut()
+        .map(|output| output.view_mut().permuted_axes(order.clone()))
+        .collect();
+    run(&reordered_input, &reordered_factor, &mut reordered_outputs);
+}
 
 /// Builds the pyramid of methods whose mip k+1 is a function of mip k alone
 /// (mode, min, max): `level` computes each mip from the previous output (the input for

@@ -4,7 +4,9 @@ each clipped window's sum divided by its count of real voxels, truncated toward 
 mip). The library divides in f32, in i32 lanes, for windows of fewer than 128 values of
 8- and 16-bit integers, and in f64 otherwise (src/kernels/average.rs,
 `one_truncated_mean`); these cases lie on both sides of that line, with sums at the
-extremes of each dtype, and are checked against exact integer arithmetic.
+extremes of each dtype, and are checked against exact integer arithmetic. Integer min
+and max pooling and these means run with their axes in the input's memory order; the
+last test feeds them inputs of four layouts and writes outputs of two.
 """
 
 import numpy as np
@@ -67,3 +69,47 @@ def test_windows_of_one_constant_value_average_to_it(dtype, threads):
             got = tb.downsample_with_averaging(img, factor, num_mips=1)
             got = got[0] if isinstance(got, list) else got
             assert (got == value).all(), (factor, value)
+
+
+def clipped_extremes(img, factor, take_max):
+    """max (min) over each clipped window: pad with the identity, reduce blocks."""
+    info = np.iinfo(img.dtype)
+    pad = [(0, -size % f) for size, f in zip(img.shape, factor)]
+    padded = np.pad(img, pad, constant_values=info.min if take_max else info.max)
+    blocks = [n for size, f in zip(padded.shape, factor) for n in (size // f, f)]
+    reduce = np.max if take_max else np.min
+    return reduce(padded.reshape(blocks), axis=tuple(range(1, 2 * len(factor), 2)))
+
+
+@pytest.mark.parametrize("dtype", ["uint8", "int16", "uint32", "int64"])
+@pytest.mark.parametrize("factor", [(3, 3, 1), (1, 1, 2), (3, 1, 7)])
+def test_integer_extremes_of_any_layout_into_any_layout(dtype, factor, threads):
+    # Integer min / max and one-mip integer means run with their axes in the input's
+    # memory order (src/kernels/mod.rs, in_memory_order); the outputs keep theirs.
+    img = extreme_values(dtype, SHAPE, 3)
+    inputs = {
+        "F": np.asfortranarray(img),
+        "C": np.ascontiguousarray(img),
+        "axes 1, 2, 0": np.ascontiguousarray(img.transpose(1, 2, 0)).transpose(2, 0, 1),
+        "negative": np.ascontiguousarray(img[::-1, :, ::-1])[::-1, :, ::-1],
+    }
+    shapes = [tb.mip_shape(SHAPE, factor, k) for k in (1, 2)]
+    threads(2)
+    for take_max, pool in [(True, tb.downsample_with_max_pooling), (False, tb.downsample_with_min_pooling)]:
+        mip1 = clipped_extremes(img, factor, take_max)
+        expected = [mip1, clipped_extremes(mip1, factor, take_max)]
+        for name, layout in inputs.items():
+            assert np.array_equal(layout, img)
+            for out_order in "FC":
+                out = [np.zeros(shape, dtype=dtype, order=out_order) for shape in shapes]
+                pool(layout, factor, num_mips=2, out=out)
+                for k, (got, want) in enumerate(zip(out, expected)):
+                    np.testing.assert_array_equal(got, want, err_msg=f"{name} into {out_order}, mip {k + 1}")
+    if np.dtype(dtype).itemsize == 8:
+        return  # 64-bit means are float64 means, not exact quotients (SEMANTICS.md)
+    means = clipped_quotients(img, factor)
+    for name, layout in inputs.items():
+        for out_order in "FC":
+            out = [np.zeros(shapes[0], dtype=dtype, order=out_order)]
+            tb.downsample_with_averaging(layout, factor, num_mips=1, out=out)
+            np.testing.assert_array_equal(out[0], means, err_msg=f"mean of {name} into {out_order}")
