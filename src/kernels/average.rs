@@ -1154,13 +1154,7 @@ mod tests {
             // Fewer trials of the millions-of-values windows, which are slow unoptimised.
             for trial in 0..if volume > 4096 { 3 } else { 8 } {
                 let (mut packed, mut exact) = (0i64, Weighted::<f64>::default());
-                for _ in 0..volume {
-                    let r = rng.next();
-                    let v = match trial {
-                        0 | 1 => extremes[trial],
-                        _ if r % 4 == 0 => extremes[(r >> 8) as usize % 2],
-                        _ => random(rng.next()),
-                    };
+                for v in window_values(&mut rng, trial, volume, extremes, &random) {
                     packed += CountedSum::of(v);
                     exact += Weighted {
                         sum: v.to_f64(),
@@ -1209,6 +1203,27 @@ mod tests {
         }
     }
 
+    /// The `volume` values of a test window: trials 0 and 1 all of one extreme, later
+    /// ones a quarter extremes and the rest random.
+    fn window_values<T: Element>(
+        rng: &mut TestRandom,
+        trial: usize,
+        volume: usize,
+        extremes: [T; 2],
+        random: impl Fn(u64) -> T,
+    ) -> Vec<T> {
+        (0..volume)
+            .map(|_| {
+                let r = rng.next();
+                match trial {
+                    0 | 1 => extremes[trial],
+                    _ if r % 4 == 0 => extremes[(r >> 8) as usize % 2],
+                    _ => random(rng.next()),
+                }
+            })
+            .collect()
+    }
+
     /// Windows of every volume `NarrowCountedSum` takes, all extremes, mixed extremes or
     /// random values: its quotient against the i64 sum divided toward zero.
     fn narrow_counted_sums_match_the_quotient<T: Element>(extremes: [T; 2], random: impl Fn(u64) -> T) {
@@ -1217,13 +1232,7 @@ mod tests {
             assert!(NarrowCountedSum::fits::<T>(volume), "volume {volume}");
             for trial in 0..6 {
                 let (mut packed, mut sum) = (0i32, 0i64);
-                for _ in 0..volume {
-                    let r = rng.next();
-                    let v = match trial {
-                        0 | 1 => extremes[trial],
-                        _ if r % 4 == 0 => extremes[(r >> 8) as usize % 2],
-                        _ => random(rng.next()),
-                    };
+                for v in window_values(&mut rng, trial, volume, extremes, &random) {
                     packed += NarrowCountedSum::of(v);
                     sum += v.to_i128() as i64;
                 }
@@ -1256,24 +1265,16 @@ mod tests {
         assert!(CountedSum::fits::<u8>(1 << 22) && !CountedSum::fits::<u8>((1 << 22) + 1));
     }
 
+    /// Where truncation toward zero differs from rounding or flooring.
+    const NEAR_ZERO: [f64; 8] = [0.0, -0.0, 0.5, -0.5, 0.999_999, -0.999_999, 2.5, -2.5];
+
     /// Against `as`, at the ends of the range (2^22 excluded), around zero and at random.
     #[test]
     fn small_f32_truncation_is_the_cast() {
         let mut rng = TestRandom(5);
         let limit = ((1 << 22) - 1) as f32;
-        let mut floats = vec![
-            0.0,
-            -0.0,
-            0.5,
-            -0.5,
-            0.999_999,
-            -0.999_999,
-            2.5,
-            -2.5,
-            limit,
-            -limit,
-            limit - 0.5,
-        ];
+        let mut floats: Vec<f32> = NEAR_ZERO.iter().map(|&v| v as f32).collect();
+        floats.extend([limit, -limit, limit - 0.5]);
         floats.extend(
             (0..10_000).map(|_| ((rng.next() >> 41) as f32 - (1 << 22) as f32) / (2 + rng.next() % 1000) as f32),
         );
@@ -1292,18 +1293,8 @@ mod tests {
         for v in integers {
             assert_eq!(small_f64::from_i64(v).to_bits(), (v as f64).to_bits(), "{v}");
         }
-        let mut floats = vec![
-            0.0,
-            -0.0,
-            0.5,
-            -0.5,
-            0.999_999,
-            -0.999_999,
-            2.5,
-            -2.5,
-            limit as f64,
-            -limit as f64,
-        ];
+        let mut floats = NEAR_ZERO.to_vec();
+        floats.extend([limit as f64, -limit as f64]);
         floats.extend(
             (0..10_000).map(|_| ((rng.next() >> 12) as f64 - (1u64 << 51) as f64) / (2 + rng.next() % 1000) as f64),
         );
