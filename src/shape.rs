@@ -166,8 +166,13 @@ pub(crate) fn fastest_axis(shape: &Dims, strides: &[isize; MAX_NDIM]) -> usize {
 /// axes of one voxel last; ties keep the axis order.
 pub(crate) fn memory_order(shape: &[usize], strides: &[isize]) -> Vec<usize> {
     let mut order: Vec<usize> = (0..shape.len()).collect();
-    order.sort_by_key(|&axis| (shape[axis] == 1, strides[axis].unsigned_abs()));
+    sort_in_memory_order(&mut order, shape, strides);
     order
+}
+
+/// Sorts `axes` as `memory_order` orders them, in place (no allocation).
+pub(crate) fn sort_in_memory_order(axes: &mut [usize], shape: &[usize], strides: &[isize]) {
+    axes.sort_by_key(|&axis| (shape[axis] == 1, strides[axis].unsigned_abs()));
 }
 
 /// Calls `visit` with every point of the box `0..extent` over `axes`, the first of them

@@ -3,7 +3,7 @@
 
 use ndarray::ArrayViewMutD;
 
-use crate::shape::{for_each_point, pad_dims, Dims, MAX_NDIM};
+use crate::shape::{for_each_point, pad_dims, sort_in_memory_order, Dims, MAX_NDIM};
 
 mod transpose;
 
@@ -120,7 +120,7 @@ impl<T> Sink<T> {
             step *= shape[a];
         }
         let mut order: [usize; MAX_NDIM] = std::array::from_fn(|a| a);
-        order.sort_by_key(|&a| (shape[a] == 1, self.strides[a].unsigned_abs()));
+        sort_in_memory_order(&mut order, shape, &self.strides);
         // Axes of extent 1 add nothing to any position: the runs count over the others.
         let counted = shape.iter().filter(|&&extent| extent > 1).count().max(1);
         let (inner, outer) = (order[0], &order[1..counted]);
