@@ -7,8 +7,8 @@ use crate::shape::{for_each_point, pad_dims, sort_in_memory_order, Dims, MAX_NDI
 
 mod transpose;
 
-pub(crate) use transpose::transpose_pays;
 use transpose::{gather_run, gathers_wide, transpose};
+pub(crate) use transpose::{transpose_into, transpose_pays};
 
 /// The most a transposed plane's pass through `scratch` takes at a time (see
 /// `Sink::write_region`).

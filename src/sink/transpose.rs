@@ -58,13 +58,29 @@ pub(crate) unsafe fn gather_run<T: Copy>(values: &[T], value_stride: usize, len:
 /// Writes the `rows x cols` matrix whose row `r` is `row(r)` (at least `cols` long)
 /// transposed into `dst`, as the `cols x rows` row-major matrix.
 pub(crate) fn transpose<'r, T: Copy + 'r>(rows: usize, cols: usize, row: impl Fn(usize) -> &'r [T], dst: &mut [T]) {
-    let dst = &mut dst[..rows.checked_mul(cols).expect("a tile fits in memory")];
+    transpose_into(rows, cols, row, dst, rows);
+}
+
+/// `transpose` into the rows of a wider matrix: column `c` of the matrix goes to the
+/// `rows` elements from `c * dst_stride` of `dst`.
+pub(crate) fn transpose_into<'r, T: Copy + 'r>(
+    rows: usize,
+    cols: usize,
+    row: impl Fn(usize) -> &'r [T],
+    dst: &mut [T],
+    dst_stride: usize,
+) {
+    assert!(rows <= dst_stride);
+    if rows == 0 || cols == 0 {
+        return;
+    }
+    let dst = &mut dst[..(cols - 1).checked_mul(dst_stride).expect("a tile fits in memory") + rows];
     #[cfg(target_arch = "x86_64")]
     if std::mem::size_of::<T>() == 4 && std::arch::is_x86_feature_detected!("avx2") {
         // SAFETY: AVX2 is there and T is 4 bytes (checked just above); column c of the
-        // transposed matrix, `rows` elements from c * rows, lies in `dst` (sliced to
-        // rows * cols above), a buffer of its own.
-        unsafe { avx2::transpose_words(rows, cols, &row, dst.as_mut_ptr()) };
+        // transposed matrix, `rows` elements from c * dst_stride, lies in `dst` (sliced
+        // to (cols - 1) * dst_stride + rows above), a buffer of its own.
+        unsafe { avx2::transpose_words(rows, cols, &row, dst.as_mut_ptr(), dst_stride) };
         return;
     }
     let (mut blocked_rows, mut blocked_cols) = (0, 0);
@@ -74,15 +90,16 @@ pub(crate) fn transpose<'r, T: Copy + 'r>(rows: usize, cols: usize, row: impl Fn
         for first_row in (0..blocked_rows).step_by(n) {
             for first_col in (0..blocked_cols).step_by(n) {
                 // SAFETY: the transposed block's n rows of n elements from
-                // (first_col, first_row) lie inside `dst`, which holds rows * cols
-                // elements (sliced above): first_col + n <= cols, first_row + n <= rows.
+                // (first_col, first_row), dst_stride apart, lie inside `dst`, which holds
+                // (cols - 1) * dst_stride + rows elements (sliced above):
+                // first_col + n <= cols, first_row + n <= rows.
                 unsafe {
                     sse2::transpose_block(
                         &row,
                         first_row,
                         first_col,
-                        dst.as_mut_ptr().add(first_col * rows + first_row),
-                        rows,
+                        dst.as_mut_ptr().add(first_col * dst_stride + first_row),
+                        dst_stride,
                     )
                 };
             }
@@ -92,7 +109,7 @@ pub(crate) fn transpose<'r, T: Copy + 'r>(rows: usize, cols: usize, row: impl Fn
     for r in 0..rows {
         let (values, first_col) = (row(r), if r < blocked_rows { blocked_cols } else { 0 });
         for (c, &value) in values[..cols].iter().enumerate().skip(first_col) {
-            dst[c * rows + r] = value;
+            dst[c * dst_stride + r] = value;
         }
     }
 }
@@ -110,14 +127,16 @@ mod avx2 {
     ///
     /// # Safety
     ///
-    /// The CPU has AVX2, `T` is 4 bytes, and the `rows * cols` elements from `dst` lie
-    /// in one allocation that none of `row`'s slices overlaps.
+    /// The CPU has AVX2, `T` is 4 bytes, rows <= dst_stride, and the
+    /// `(cols - 1) * dst_stride + rows` elements from `dst` lie in one allocation that
+    /// none of `row`'s slices overlaps.
     #[target_feature(enable = "avx2")]
     pub(super) unsafe fn transpose_words<'r, T: Copy + 'r>(
         rows: usize,
         cols: usize,
         row: &impl Fn(usize) -> &'r [T],
         dst: *mut T,
+        dst_stride: usize,
     ) {
         const N: usize = 8;
         let (blocked_rows, blocked_cols) = (rows - rows % N, cols - cols % N);
@@ -131,8 +150,8 @@ mod avx2 {
                 }
                 for (c, column) in eights(&block).iter().enumerate() {
                     // SAFETY: column first_col + c < cols, its elements first_row ..
-                    // first_row + 8 <= rows: inside the caller's rows * cols elements.
-                    unsafe { _mm256_storeu_si256(dst.add((first_col + c) * rows + first_row).cast(), *column) };
+                    // first_row + 8 <= rows <= dst_stride: inside the caller's elements.
+                    unsafe { _mm256_storeu_si256(dst.add((first_col + c) * dst_stride + first_row).cast(), *column) };
                 }
             }
         }
@@ -141,8 +160,8 @@ mod avx2 {
             let values = row(r);
             let first_col = if r < blocked_rows { blocked_cols } else { 0 };
             for (c, &value) in values[..cols].iter().enumerate().skip(first_col) {
-                // SAFETY: c < cols, r < rows: inside the caller's rows * cols elements.
-                unsafe { *dst.add(c * rows + r) = value };
+                // SAFETY: c < cols, r < rows <= dst_stride: inside the caller's elements.
+                unsafe { *dst.add(c * dst_stride + r) = value };
             }
         }
     }
@@ -315,7 +334,7 @@ mod sse2 {
 
 #[cfg(test)]
 mod tests {
-    use super::{gather_run, gathers_wide, transpose};
+    use super::{gather_run, gathers_wide, transpose, transpose_into};
 
     fn check<T: Copy + PartialEq + std::fmt::Debug>(make: impl Fn(usize) -> T) {
         for rows in [1, 2, 3, 7, 8, 15, 16, 17, 31, 32, 33, 64, 70] {
@@ -329,6 +348,21 @@ mod tests {
                     for c in 0..cols {
                         assert_eq!(dst[c * rows + r], src[r * pitch + c], "{rows}x{cols} at ({r}, {c})");
                     }
+                }
+                // Into a wider matrix (a tile of rows of a staged plane): the elements
+                // between its columns stay as they were.
+                let dst_stride = rows + 5;
+                let untouched = make(usize::MAX - 1);
+                let mut wide = vec![untouched; (cols - 1) * dst_stride + rows + 2];
+                transpose_into(rows, cols, |r| &src[r * pitch..], &mut wide, dst_stride);
+                for (i, &value) in wide.iter().enumerate() {
+                    let (c, r) = (i / dst_stride, i % dst_stride);
+                    let want = if c < cols && r < rows {
+                        src[r * pitch + c]
+                    } else {
+                        untouched
+                    };
+                    assert_eq!(value, want, "{rows}x{cols} into rows {dst_stride} apart, at {i}");
                 }
             }
         }
