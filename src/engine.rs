@@ -179,33 +179,45 @@ impl<'a, T: Copy> Source<'a, T> {
             buffer.resize(step, region.read(0));
         }
         let (rows, cols) = (shape[0], shape[dense]);
-        let in_registers = region.strides[dense] == 1 && transpose_pays::<T>();
-        for first_row in (0..rows).step_by(STAGED_ROWS) {
-            let tile_rows = STAGED_ROWS.min(rows - first_row);
-            let ahead = first_row + STAGED_ROWS * STAGED_TILES_AHEAD;
+        let unit_stride = region.strides[dense] == 1;
+        let in_registers = unit_stride && transpose_pays::<T>();
+        // Copied element by element, a tile reads its rows side by side, and rows a
+        // power of two apart share one set of the first-level cache: fewer of them
+        // than it has ways.
+        let tile_height = if in_registers { STAGED_ROWS } else { STAGED_ROWS / 2 };
+        let (row_stride, dense_stride) = (region.strides[0], region.strides[dense]);
+        for first_row in (0..rows).step_by(tile_height) {
+            let tile_rows = tile_height.min(rows - first_row);
+            let ahead = first_row + tile_height * STAGED_TILES_AHEAD;
             for_each_point(&rest, shape, |point| {
                 let from: isize = rest.iter().map(|&a| region.offset_of(a, point[a])).sum();
                 let to: usize = rest.iter().map(|&a| point[a] * strides[a] as usize).sum();
-                if region.strides[dense] == 1 {
-                    for r in ahead..rows.min(ahead + STAGED_ROWS) {
-                        prefetch_run(region.address_of(from + region.offset_of(0, r)), cols);
+                let line = |r: usize| from + (first_row + r) as isize * row_stride;
+                if unit_stride {
+                    for r in ahead..rows.min(ahead + tile_height) {
+                        prefetch_run(region.address_of(from + r as isize * row_stride), cols);
                     }
                 }
                 let tile = &mut buffer[to + first_row..];
-                let line = |r: usize| from + region.offset_of(0, first_row + r);
                 if in_registers {
-                    transpose_into(
-                        tile_rows,
-                        cols,
-                        |r| region.contiguous_line(line(r), dense, cols),
-                        tile,
-                        rows,
-                    );
-                    return;
-                }
-                for c in 0..cols {
-                    for (r, slot) in tile[c * rows..c * rows + tile_rows].iter_mut().enumerate() {
-                        *slot = region.read(line(r) + region.offset_of(dense, c));
+                    let row = |r| region.contiguous_line(line(r), dense, cols);
+                    transpose_into(tile_rows, cols, row, tile, rows);
+                } else if unit_stride {
+                    let mut lines: [&[T]; STAGED_ROWS] = [&[]; STAGED_ROWS];
+                    for (r, slot) in lines[..tile_rows].iter_mut().enumerate() {
+                        *slot = region.contiguous_line(line(r), dense, cols);
+                    }
+                    for (c, column) in tile.chunks_mut(rows).take(cols).enumerate() {
+                        for (slot, line) in column.iter_mut().zip(&lines[..tile_rows]) {
+                            *slot = line[c];
+                        }
+                    }
+                } else {
+                    for (c, column) in tile.chunks_mut(rows).take(cols).enumerate() {
+                        let at = c as isize * dense_stride;
+                        for (r, slot) in column[..tile_rows].iter_mut().enumerate() {
+                            *slot = region.read(line(r) + at);
+                        }
                     }
                 }
             });
