@@ -272,6 +272,8 @@ fn most_frequent_of_windows<T: Element>(run: &WindowRun<'_, T>, out: &mut [T], s
             return 0;
         }
         match std::mem::size_of::<T>() {
+            1 => widened_rows::<T, u8>(run, out, sparse),
+            2 => widened_rows::<T, u16>(run, out, sparse),
             4 => rows_as_words::<T, u32>(run, out, sparse),
             8 => rows_as_words::<T, u64>(run, out, sparse),
             _ => 0,
@@ -282,6 +284,60 @@ fn most_frequent_of_windows<T: Element>(run: &WindowRun<'_, T>, out: &mut [T], s
         let _ = (run, out, sparse);
         0
     }
+}
+
+/// `x86::windows` for labels of one or two bytes (seen as the unsigned integers `B` of
+/// their width), zero-extended to u32 first: one-to-one on their bits, so the counts,
+/// the ties and the background are those of the labels. Counted a window at a time
+/// instead, exact 3x3x1 mode of a 1024x1024x64 u8 volume took 215 ms, against 16 for
+/// 3x3x3 of 512x512x64 u64 labels here.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+fn widened_rows<T: Element, B: Copy + Into<u32> + TryFrom<u32>>(
+    run: &WindowRun<'_, T>,
+    out: &mut [T],
+    sparse: bool,
+) -> usize {
+    assert!(
+        std::mem::size_of::<T>() == std::mem::size_of::<B>() && std::mem::align_of::<T>() == std::mem::align_of::<B>()
+    );
+    let done = run.windows.min(out.len()) / <u32 as x86::Lanes>::BLOCKS * <u32 as x86::Lanes>::BLOCKS;
+    if done == 0 {
+        return 0;
+    }
+    let len = done * run.width;
+    let mut wide = vec![0u32; run.rows.len() * len];
+    for (row, wide_row) in run.rows.iter().zip(wide.chunks_exact_mut(len)) {
+        // SAFETY: Element is sealed; its types of B's size (u8 and i8 for u8, u16 and
+        // i16 for u16) are plain integers of B's size and alignment (asserted), valid
+        // for every bit pattern, and their `to_bits` is the reinterpretation as B.
+        let bytes = unsafe { std::slice::from_raw_parts(row.as_ptr().cast::<B>(), len) };
+        for (w, &b) in wide_row.iter_mut().zip(bytes) {
+            *w = b.into();
+        }
+    }
+    let mut words: [&[u32]; x86::MAX_WINDOW_VALUES] = [&[]; x86::MAX_WINDOW_VALUES];
+    for (word_row, wide_row) in words.iter_mut().zip(wide.chunks_exact(len)) {
+        *word_row = wide_row;
+    }
+    let words = &words[..run.rows.len()];
+    let mut results = vec![0u32; done];
+    let read_ahead = |position: usize| run.read_ahead(position, <u32 as x86::Lanes>::BLOCKS * run.width);
+    // SAFETY: the CPU has AVX2 (checked by the caller).
+    unsafe {
+        if sparse {
+            x86::windows::<u32, true>(words, run.width, &mut results, read_ahead)
+        } else {
+            x86::windows::<u32, false>(words, run.width, &mut results, read_ahead)
+        }
+    }
+    // SAFETY: as above; every result is a copy of one of the widened labels, so it
+    // narrows back to a B that is a valid T.
+    let narrow = unsafe { std::slice::from_raw_parts_mut(out.as_mut_ptr().cast::<B>(), done) };
+    for (slot, &word) in narrow.iter_mut().zip(&results) {
+        *slot = B::try_from(word).unwrap_or_else(|_| unreachable!("a result is one of the labels"));
+    }
+    done
 }
 
 /// `x86::windows` on a run's rows seen as the unsigned integers `W` of the labels'

@@ -58,7 +58,7 @@ def check_layouts(op, plain, factor, num_mips, threads, sparse=False):
 
 
 @pytest.mark.parametrize("shape, factor", GEOMETRIES)
-@pytest.mark.parametrize("dtype", ["uint8", "uint64", "float32"])
+@pytest.mark.parametrize("dtype", ["uint8", "int16", "uint64", "float32"])
 @pytest.mark.parametrize("sparse", [False, True])
 def test_mode_ties_break_the_same_in_every_layout(shape, factor, dtype, sparse, threads):
     # Three labels (0 among them for sparse mode): ties in most windows.
