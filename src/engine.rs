@@ -54,17 +54,11 @@ impl<'a, T: Copy> Source<'a, T> {
     /// axes in ascending order.
     pub fn from_slice_axis_first(data: &'a [T], shape: &Dims, first_axis: usize) -> Self {
         assert_eq!(data.len(), shape.iter().product::<usize>());
-        let mut strides = [0isize; MAX_NDIM];
-        strides[first_axis] = 1;
-        let mut step = shape[first_axis] as isize;
-        for axis in (0..MAX_NDIM).filter(|&a| a != first_axis) {
-            strides[axis] = step;
-            step *= shape[axis] as isize;
-        }
+        let others = (0..MAX_NDIM).filter(|&a| a != first_axis);
         Source {
             ptr: data.as_ptr(),
             shape: *shape,
-            strides,
+            strides: packed_strides(shape, std::iter::once(first_axis).chain(others)),
             _borrow: PhantomData,
         }
     }
@@ -169,14 +163,10 @@ impl<'a, T: Copy> Source<'a, T> {
             .unwrap_or(1);
         let mut rest: Vec<usize> = (1..MAX_NDIM).filter(|&a| a != dense).collect();
         sort_in_memory_order(&mut rest, shape, &region.strides);
-        let mut strides = [0isize; MAX_NDIM];
-        let mut step = 1usize;
-        for &axis in [0, dense].iter().chain(&rest) {
-            strides[axis] = step as isize;
-            step *= shape[axis];
-        }
-        if buffer.len() < step {
-            buffer.resize(step, region.read(0));
+        let strides = packed_strides(shape, [0, dense].into_iter().chain(rest.iter().copied()));
+        let len = shape.iter().product();
+        if buffer.len() < len {
+            buffer.resize(len, region.read(0));
         }
         let (rows, cols) = (shape[0], shape[dense]);
         let unit_stride = region.strides[dense] == 1;
@@ -268,6 +258,18 @@ impl<'a, T: Copy> Source<'a, T> {
         // this Source was built from, which stays borrowed for 'a.
         unsafe { *self.ptr.offset(offset) }
     }
+}
+
+/// The strides of a buffer holding every element of `shape` once, the axes of `order`
+/// (each axis once) from fastest to slowest.
+fn packed_strides(shape: &Dims, order: impl IntoIterator<Item = usize>) -> [isize; MAX_NDIM] {
+    let mut strides = [0isize; MAX_NDIM];
+    let mut step = 1isize;
+    for axis in order {
+        strides[axis] = step;
+        step *= shape[axis] as isize;
+    }
+    strides
 }
 
 /// How windows past the end of an axis are filled.
@@ -419,10 +421,6 @@ pub(crate) fn reduce_level_rendered<S, R, K, T>(
         keep: &keep,
         render: &render,
     };
-    let process = |scratch: &mut RowScratch<R::Lane, R::Output>,
-                   first: usize,
-                   out: &mut [T],
-                   kept: Option<&mut [K]>| { process(&rows, scratch, first, out, kept) };
     match state {
         Some(state) => {
             assert_eq!(state.len(), rendered.len());
@@ -432,13 +430,13 @@ pub(crate) fn reduce_level_rendered<S, R, K, T>(
                 .enumerate()
                 .collect();
             threads::for_each_init(tasks, RowScratch::default, |scratch, (task, (out, kept))| {
-                process(scratch, task * chunk_len, out, Some(kept))
+                process(&rows, scratch, task * chunk_len, out, Some(kept))
             });
         }
         None => {
             let tasks: Vec<_> = rendered.chunks_mut(chunk_len).enumerate().collect();
             threads::for_each_init(tasks, RowScratch::default, |scratch, (task, out)| {
-                process(scratch, task * chunk_len, out, None)
+                process(&rows, scratch, task * chunk_len, out, None)
             });
         }
     }
@@ -573,13 +571,11 @@ impl Slabs {
         K: Clone + Default + Send,
     {
         let Slabs { axis, width } = *self;
-        let rendered = self.pieces(out_shape, out);
-        let mut kept: Vec<Option<Vec<&mut [K]>>> = match state {
-            Some(state) => self.pieces(out_shape, state).into_iter().map(Some).collect(),
-            None => Vec::new(),
-        };
-        kept.resize_with(rendered.len(), || None);
-        let tasks: Vec<_> = rendered.into_iter().zip(kept).enumerate().collect();
+        let mut kept = state.map(|state| self.pieces(out_shape, state).into_iter());
+        let tasks: Vec<_> = (self.pieces(out_shape, out).into_iter())
+            .map(|pieces| (pieces, kept.as_mut().and_then(Iterator::next)))
+            .enumerate()
+            .collect();
         let init = || (init(), Vec::new(), Vec::new(), Vec::new());
         threads::for_each_init(
             tasks,
