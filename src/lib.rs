@@ -21,6 +21,7 @@ mod populate;
 mod shape;
 mod sink;
 mod threads;
+mod tiles;
 
 pub use api::{
     downsample, downsample_into, downsample_segmentation, downsample_with_averaging, downsample_with_max_pooling,

@@ -115,16 +115,19 @@ thread_local! {
     static CALL_POOL: RefCell<Option<Arc<Pool>>> = const { RefCell::new(None) };
 }
 
+/// Puts back the pool a thread had before, when dropped.
+struct Restore(Option<Arc<Pool>>);
+
+impl Drop for Restore {
+    fn drop(&mut self) {
+        CALL_POOL.set(self.0.take());
+    }
+}
+
 /// Runs one call's work on the calling thread, with the pool of the moment for its
 /// parallel parts (`for_each_init`): the call keeps that pool to its end, whatever
 /// `set_num_threads` does meanwhile.
 pub(crate) fn install<R>(work: impl FnOnce() -> Result<R>) -> Result<R> {
-    struct Restore(Option<Arc<Pool>>);
-    impl Drop for Restore {
-        fn drop(&mut self) {
-            CALL_POOL.set(self.0.take());
-        }
-    }
     let _restore = Restore(CALL_POOL.replace(Some(pool()?)));
     work()
 }
@@ -161,6 +164,9 @@ pub(crate) fn for_each_init<Item: Send, State>(
     };
     let queue = Mutex::new(items.into_iter());
     let work = || {
+        // A task that starts parallel work of its own runs it on its own thread: the
+        // pool's threads are already busy with this call's other items.
+        let _serial = Restore(CALL_POOL.take());
         let mut state = init();
         loop {
             // Its own statement, so the lock is let go before the task runs.

@@ -20,6 +20,7 @@ use crate::error::{bail, Result};
 use crate::kernels::{BlockSum, Scale, Sum};
 use crate::shape::{family, pad_dims, Dims, Family, MAX_NDIM};
 use crate::sink::RenderLine;
+use crate::tiles;
 
 #[cfg(target_arch = "x86_64")]
 mod x86;
@@ -240,15 +241,18 @@ fn shifted_accumulator<T: Element, A: ShiftedAccumulator>(
     cascade::run_family(input, family, outputs, &levels);
 }
 
-/// The loop shared by every averaging scheme: level 0 reduces the input with `first`,
-/// later levels reduce the kept state of the previous level with `next`; each level's
-/// results are rendered into that mip's output and, unless it is the last mip, kept
-/// (`keep`) in one of two reused buffers.
+/// The loop shared by the averaging schemes outside the 2x2 and 2x2x2 families: level 0
+/// reduces the input with `first`, later levels reduce the kept state of the previous
+/// level with `next`; each level's results are rendered into that mip's output and,
+/// unless it is the last mip, kept (`keep`) in one of two buffers. A pyramid whose kept
+/// state would outgrow the caches is built a box at a time (`tiles`), each thread
+/// reusing its two buffers from box to box.
 #[allow(clippy::too_many_arguments)]
 fn accumulate_pyramid<T, A, K, First, Next>(
     input: &ArrayViewD<'_, T>,
+    factor: &Dims,
     outputs: &mut [ArrayViewMutD<'_, T>],
-    window_for: impl Fn(&Dims) -> Window,
+    window_for: impl Fn(&Dims) -> Window + Sync,
     first: First,
     next: Next,
     keep: impl Fn(usize, &A) -> K + Sync,
@@ -260,39 +264,84 @@ fn accumulate_pyramid<T, A, K, First, Next>(
     First: Reducer<T, Output = A>,
     Next: Reducer<K, Output = A>,
 {
-    let num_mips = outputs.len();
-    let mut shape = pad_dims(input.shape());
-    let (mut previous, mut current): (Vec<K>, Vec<K>) = (Vec::new(), Vec::new());
-    for (mip, out) in outputs.iter_mut().enumerate() {
-        let window = window_for(&shape);
-        let out_shape = window.output_shape(&shape);
-        let state = if mip + 1 < num_mips {
-            let len = volume(&out_shape);
-            if current.capacity() < len {
-                // A fresh zeroed allocation comes from the OS already zeroed (calloc),
-                // which skips the memset a resize would do over the whole level.
-                current = vec![K::default(); len];
+    let kept_bytes = std::mem::size_of::<K>();
+    let buffers = || (Vec::new(), Vec::new());
+    let levels = PyramidLevels {
+        window_for,
+        first,
+        next,
+        keep,
+        render,
+    };
+    tiles::build_in_tiles(
+        input,
+        factor,
+        outputs,
+        kept_bytes,
+        buffers,
+        |buffers, input, outputs| levels.build(input, outputs, buffers),
+    );
+}
+
+/// What `accumulate_pyramid` does at each level.
+struct PyramidLevels<WindowFor, First, Next, Keep, Render> {
+    window_for: WindowFor,
+    first: First,
+    next: Next,
+    keep: Keep,
+    render: Render,
+}
+
+impl<WindowFor, First, Next, Keep, Render> PyramidLevels<WindowFor, First, Next, Keep, Render> {
+    /// The mips of `input` into `outputs`, each level's kept state in one of `buffers`.
+    fn build<T, A, K>(
+        &self,
+        input: &ArrayViewD<'_, T>,
+        outputs: &mut [ArrayViewMutD<'_, T>],
+        (previous, current): &mut (Vec<K>, Vec<K>),
+    ) where
+        T: Element,
+        A: Clone + Default + Send,
+        K: Copy + Default + Send + Sync,
+        WindowFor: Fn(&Dims) -> Window + Sync,
+        First: Reducer<T, Output = A>,
+        Next: Reducer<K, Output = A>,
+        Keep: Fn(usize, &A) -> K + Sync,
+        Render: Fn(usize, &A) -> T + Sync,
+    {
+        let num_mips = outputs.len();
+        let mut shape = pad_dims(input.shape());
+        for (mip, out) in outputs.iter_mut().enumerate() {
+            let window = (self.window_for)(&shape);
+            let out_shape = window.output_shape(&shape);
+            let state = if mip + 1 < num_mips {
+                let len = volume(&out_shape);
+                if current.capacity() < len {
+                    // A fresh zeroed allocation comes from the OS already zeroed (calloc),
+                    // which skips the memset a resize would do over the whole level.
+                    *current = vec![K::default(); len];
+                } else {
+                    current.truncate(len);
+                    current.resize(len, K::default());
+                }
+                Some(current.as_mut_slice())
             } else {
-                current.truncate(len);
-                current.resize(len, K::default());
-            }
-            Some(current.as_mut_slice())
-        } else {
-            None
-        };
-        let keep = |a: &A| keep(mip, a);
-        let render = |a: &A| render(mip, a);
-        fill_output(out, |out| {
-            if mip == 0 {
-                let src = Source::from_view(input);
-                reduce_level_rendered(src, &window, first.clone(), state, keep, out, render);
-            } else {
-                let src = Source::from_fortran(&previous, &shape);
-                reduce_level_rendered(src, &window, next.clone(), state, keep, out, render);
-            }
-        });
-        std::mem::swap(&mut previous, &mut current);
-        shape = out_shape;
+                None
+            };
+            let keep = |a: &A| (self.keep)(mip, a);
+            let render = |a: &A| (self.render)(mip, a);
+            fill_output(out, |out| {
+                if mip == 0 {
+                    let src = Source::from_view(input);
+                    reduce_level_rendered(src, &window, self.first.clone(), state, keep, out, render);
+                } else {
+                    let src = Source::from_fortran(previous, &shape);
+                    reduce_level_rendered(src, &window, self.next.clone(), state, keep, out, render);
+                }
+            });
+            std::mem::swap(previous, current);
+            shape = out_shape;
+        }
     }
 }
 
@@ -477,6 +526,7 @@ fn exact_mean<T: Element, A: MeanAccumulator>(
     }
     accumulate_pyramid(
         input,
+        factor,
         outputs,
         |shape| exact_window(factor, shape, Edge::Clip),
         Sum::new(weigh, same),
@@ -893,7 +943,7 @@ fn mean_of_means<T: Element>(input: &ArrayViewD<'_, T>, factor: &Dims, outputs: 
             return;
         }
         let first = Sum::new(CountedSum::of::<T>, CountedSum::mean);
-        accumulate_pyramid(input, outputs, |_| window, first, next, keep, render);
+        accumulate_pyramid(input, factor, outputs, |_| window, first, next, keep, render);
     } else {
         let first = Sum::new(
             |v: T| Weighted {
@@ -902,7 +952,7 @@ fn mean_of_means<T: Element>(input: &ArrayViewD<'_, T>, factor: &Dims, outputs: 
             },
             mean,
         );
-        accumulate_pyramid(input, outputs, |_| window, first, next, keep, render);
+        accumulate_pyramid(input, factor, outputs, |_| window, first, next, keep, render);
     }
 }
 
