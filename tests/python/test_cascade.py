@@ -39,7 +39,8 @@ CASES = [
     ("averaging", "int16", False),
     ("averaging", "uint16", False),
     ("averaging", "int32", False),  # exact mean in i64, divided by a shift
-    ("averaging", "int64", False),  # exact mean in i128
+    ("averaging", "int64", False),  # 66-bit sums in two u64 halves (SplitSum, SplitMean)
+    ("averaging", "uint64", False),  # the same, unsigned
     ("averaging", "int8", True),  # negative sums divided in f64
     ("averaging", "float32", False),
     ("averaging", "uint8", True),  # count and sum packed in u32 (1 mip) or u64
