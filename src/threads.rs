@@ -263,6 +263,31 @@ mod tests {
     }
 
     #[test]
+    fn a_task_runs_its_own_parallel_work_on_its_own_thread() {
+        let inner = Mutex::new(Vec::new());
+        on_pool(2, || {
+            for_each_init(
+                (0..8).collect(),
+                || (),
+                |_, item: usize| {
+                    assert_eq!(current_threads(), 1, "item {item}");
+                    let me = std::thread::current().id();
+                    for_each_init(
+                        (0..4).collect(),
+                        || (),
+                        |_, _: usize| inner.lock().unwrap().push((me, std::thread::current().id())),
+                    );
+                },
+            );
+            // Outside the tasks, the call's pool is back.
+            assert_eq!(current_threads(), 2);
+        });
+        let inner = inner.into_inner().unwrap();
+        assert_eq!(inner.len(), 32);
+        assert!(inner.iter().all(|(task, item)| task == item));
+    }
+
+    #[test]
     fn a_pool_for_n_threads_starts_n_minus_one_workers() {
         assert!(build(1).unwrap().workers.is_none());
         for threads in [2, 3, 5] {
