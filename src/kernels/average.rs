@@ -670,12 +670,14 @@ struct SplitMean {
     split: u32,
 }
 
-/// The longest lines, all but the last of a block, loaded into cache before the block
-/// row is reduced on CPUs that leave reading ahead to the hardware (as the 2x2 mode
-/// does): the lines are then read side by side, which the prefetcher does not keep fed.
-const LINES_READ_FIRST_BYTES: usize = 8192;
-
 impl SplitMean {
+    /// A block's split sum, as the other levels' `BlockSum` makes it.
+    #[inline(always)]
+    fn sums<T: Element>(&self) -> BlockSum<impl Fn(T) -> SplitSum + Sync, true> {
+        let split = self.split;
+        BlockSum(move |v: T| SplitSum::of(v, split))
+    }
+
     /// `results[x]` = the mean of values 2x and 2x + 1 of every one of `lines`.
     #[inline(always)]
     fn mean_of_line_pairs<T: Element, const L: usize>(
@@ -710,7 +712,7 @@ impl SplitMean {
                 .iter()
                 .map(|line| std::mem::size_of_val(*line))
                 .sum::<usize>()
-                <= LINES_READ_FIRST_BYTES
+                <= cascade::LINES_READ_FIRST_BYTES
         {
             first_lines.iter().for_each(|line| cascade::read_into_cache(line));
             self.mean_of_line_pairs(lines, None, results);
@@ -726,22 +728,12 @@ impl<T: Element, const N: usize> BlockReducer<T, N> for SplitMean {
     const ORDER_FREE: bool = true;
     #[inline(always)]
     fn reduce(&self, block: &[T; N]) -> T {
-        let mut sum = SplitSum::default();
-        for &v in block {
-            sum += SplitSum::of(v, self.split);
-        }
-        sum.mean(self.split, self.split)
+        BlockReducer::<T, N>::reduce(&self.sums(), block).mean(self.split, self.split)
     }
     /// Every block of a dense level weighs 2^split in all (see `block_counts`).
     #[inline(always)]
     fn reduce_weighted(&self, block: &[T; N], weights: &[u32; N]) -> T {
-        let mut sum = SplitSum::default();
-        for (&v, &weight) in block.iter().zip(weights) {
-            if weight != 0 {
-                sum += SplitSum::of(v, self.split).times(weight);
-            }
-        }
-        sum.mean(self.split, self.split)
+        BlockReducer::<T, N>::reduce_weighted(&self.sums(), block, weights).mean(self.split, self.split)
     }
     #[inline(always)]
     fn reduce_line_pairs(&self, lines: &[&[T]], ahead: &ReadAhead<T>, results: &mut [T]) {

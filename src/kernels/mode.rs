@@ -65,7 +65,7 @@ impl<T: Element> BlockReducer<T, 4> for TwoByTwoRule {
         let [upper, _] = lines else {
             unreachable!("a 2x2 block spans two lines")
         };
-        if !ahead.in_software() && std::mem::size_of_val(*upper) <= UPPER_LINE_READ_FIRST_BYTES {
+        if !ahead.in_software() && std::mem::size_of_val(*upper) <= cascade::LINES_READ_FIRST_BYTES {
             cascade::read_into_cache(upper);
             self.reduce_rows(position, lines, None, results);
         } else {
@@ -73,9 +73,6 @@ impl<T: Element> BlockReducer<T, 4> for TwoByTwoRule {
         }
     }
 }
-
-/// The longest upper line of a 2x2 block row read whole before the row is reduced.
-const UPPER_LINE_READ_FIRST_BYTES: usize = 8192;
 
 impl TwoByTwoRule {
     /// The row of blocks; the lines are read ahead in software only with `ahead`.
@@ -322,15 +319,7 @@ fn widened_rows<T: Element, B: Copy + Into<u32> + TryFrom<u32>>(
     }
     let words = &words[..run.rows.len()];
     let mut results = vec![0u32; done];
-    let read_ahead = |position: usize| run.read_ahead(position, <u32 as x86::Lanes>::BLOCKS * run.width);
-    // SAFETY: the CPU has AVX2 (checked by the caller).
-    unsafe {
-        if sparse {
-            x86::windows::<u32, true>(words, run.width, &mut results, read_ahead)
-        } else {
-            x86::windows::<u32, false>(words, run.width, &mut results, read_ahead)
-        }
-    }
+    count_windows(run, words, &mut results, sparse);
     // SAFETY: as above; every result is a copy of one of the widened labels, so it
     // narrows back to a B that is a valid T.
     let narrow = unsafe { std::slice::from_raw_parts_mut(out.as_mut_ptr().cast::<B>(), done) };
@@ -357,8 +346,17 @@ fn rows_as_words<T: Element, W: x86::Lanes>(run: &WindowRun<'_, T>, out: &mut [T
     let words = &words[..run.rows.len()];
     // SAFETY: as in `with_label_words`.
     let results = unsafe { std::slice::from_raw_parts_mut(out.as_mut_ptr().cast::<W>(), done) };
+    count_windows(run, words, results, sparse);
+    done
+}
+
+/// `x86::windows` over `words`, a run's rows as words, into `results`, reading the
+/// run's next rows ahead.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+fn count_windows<T: Element, W: x86::Lanes>(run: &WindowRun<'_, T>, words: &[&[W]], results: &mut [W], sparse: bool) {
     let read_ahead = |position: usize| run.read_ahead(position, W::BLOCKS * run.width);
-    // SAFETY: the CPU has AVX2 (checked by the caller).
+    // SAFETY: the CPU has AVX2 (checked by `most_frequent_of_windows`' caller).
     unsafe {
         if sparse {
             x86::windows::<W, true>(words, run.width, results, read_ahead)
@@ -366,7 +364,6 @@ fn rows_as_words<T: Element, W: x86::Lanes>(run: &WindowRun<'_, T>, out: &mut [T
             x86::windows::<W, false>(words, run.width, results, read_ahead)
         }
     }
-    done
 }
 
 /// The most frequent label of a window (ties to the label seen first in scan order),
