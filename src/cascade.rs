@@ -1281,7 +1281,7 @@ impl<S> LineAhead<S> {
 
 /// The most bytes of a block row's lines, all but its last, that a kernel reading the
 /// lines side by side loads into cache first (`read_into_cache`) on CPUs that leave
-/// reading ahead to the hardware: the 2x2 mode's upper line, 64-bit means' first lines.
+/// reading ahead to the hardware (the 2x2 mode's upper line).
 pub(crate) const LINES_READ_FIRST_BYTES: usize = 8192;
 
 /// Reads an element of every cache line of `line`, in address order, so the line is

@@ -663,7 +663,8 @@ fn split_sum_mean<T: Element>(input: &ArrayViewD<'_, T>, family: Family, outputs
 /// stored side by side in those buffers, interleaved by shuffles on the way in and out.
 /// Measured on the Zen 3 guest (one thread, 512x512x64): int64 2x2x2 15.0 -> 12.7 ms,
 /// uint64 2x2x1 15.7 -> 14.2, int64 2x2x1 of a C-order input 29.7 -> 27.0; int64
-/// 2x2x1 in Fortran order unchanged (14.7), bound by reading memory.
+/// 2x2x1 in Fortran order unchanged (14.7) until its lines were read ahead in software
+/// (`line_pairs`).
 #[derive(Clone, Copy)]
 struct SplitMean {
     /// log2 of the block's weight (see `SplitSum`).
@@ -678,18 +679,19 @@ impl SplitMean {
         BlockSum(move |v: T| SplitSum::of(v, split))
     }
 
-    /// `results[x]` = the mean of values 2x and 2x + 1 of every one of `lines`.
+    /// `results[x]` = the mean of values 2x and 2x + 1 of every one of `lines`, the
+    /// lines read side by side and ahead in software on every CPU. On the Zen 3 guest,
+    /// which leaves other loops' reading ahead to the hardware, the upper lines were
+    /// loaded into cache first (as the 2x2 mode does there): one thread, 512x512x64,
+    /// Fortran order, builds alternated in one process, int64 2x2x1 14.0-15.2 ms ->
+    /// 10.8-13.5, uint64 2x2x1 11.8 -> 10.8-11.3; 2x2x2, C order and 3 mips unchanged.
     #[inline(always)]
-    fn mean_of_line_pairs<T: Element, const L: usize>(
-        &self,
-        lines: [&[T]; L],
-        ahead: Option<[cascade::LineAhead<T>; L]>,
-        results: &mut [T],
-    ) {
+    fn line_pairs<T: Element, const L: usize>(&self, lines: [&[T]; L], ahead: &ReadAhead<T>, results: &mut [T]) {
+        let ahead = ahead.all_side_by_side(&lines);
         let lines = lines.map(|line| &line[..2 * results.len()]);
         for (chunk, results) in results.chunks_mut(LINE_CHUNK).enumerate() {
             let start = 2 * LINE_CHUNK * chunk;
-            for line_ahead in ahead.iter().flatten() {
+            for line_ahead in &ahead {
                 line_ahead.prefetch(start, 2 * LINE_CHUNK);
             }
             let pieces = lines.map(|line| &line[start..start + 2 * results.len()]);
@@ -701,23 +703,6 @@ impl SplitMean {
                 }
                 *result = sum.mean(self.split, self.split);
             }
-        }
-    }
-
-    #[inline(always)]
-    fn line_pairs<T: Element, const L: usize>(&self, lines: [&[T]; L], ahead: &ReadAhead<T>, results: &mut [T]) {
-        let first_lines = &lines[..L - 1];
-        if !ahead.in_software()
-            && first_lines
-                .iter()
-                .map(|line| std::mem::size_of_val(*line))
-                .sum::<usize>()
-                <= cascade::LINES_READ_FIRST_BYTES
-        {
-            first_lines.iter().for_each(|line| cascade::read_into_cache(line));
-            self.mean_of_line_pairs(lines, None, results);
-        } else {
-            self.mean_of_line_pairs(lines, Some(ahead.all_side_by_side(&lines)), results);
         }
     }
 }
