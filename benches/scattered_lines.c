@@ -1,7 +1,7 @@
 /* How fast this machine serves scattered 64-byte lines to one thread and to several:
  * each thread follows 12 independent pointer chains around one random cycle through
  * every cache line of a buffer (Sattolo's shuffle, so no chain falls into a short
- * loop). The README quotes it where a kernel's 2-thread scaling is at stake.
+ * loop). benches/HISTORY.md quotes it where a kernel's 2-thread scaling is at stake.
  *
  *     gcc -O2 -pthread benches/scattered_lines.c -o /tmp/scattered_lines
  *     /tmp/scattered_lines 1 256 && /tmp/scattered_lines 2 256   # threads, MiB
