@@ -639,14 +639,15 @@ fn split_sum_mean<T: Element>(input: &ArrayViewD<'_, T>, family: Family, outputs
         return;
     };
     assert!(split <= SplitSum::MAX_SPLIT);
+    let split_mean = SplitMean { split };
     if let [_] = outputs {
         // One mip: no level follows, so the state is the mean itself.
-        let levels = crate::kernels::same_type_levels(SplitMean { split });
+        let levels = crate::kernels::same_type_levels(split_mean);
         cascade::run_family(input, family, outputs, &levels);
         return;
     }
     let levels = Levels {
-        first: BlockSum::<_, true>(move |v: T| SplitSum::of(v, split)),
+        first: split_mean.sums(),
         next: BlockSum::<_, true>(|sum: SplitSum| sum),
         keep: |_| KeptAsIs,
         render: |mip: usize| {
@@ -672,7 +673,8 @@ struct SplitMean {
 }
 
 impl SplitMean {
-    /// A block's split sum, as the other levels' `BlockSum` makes it.
+    /// A block's split sum: the first level of a multi-mip pyramid, and this mean's
+    /// block-by-block fallback.
     #[inline(always)]
     fn sums<T: Element>(&self) -> BlockSum<impl Fn(T) -> SplitSum + Sync, true> {
         let split = self.split;
