@@ -1090,7 +1090,8 @@ pub(crate) fn reads_ahead_in_software() -> bool {
 }
 
 fn cpu_is_intel() -> bool {
-    #[cfg(target_arch = "x86_64")]
+    // Miri cannot run cpuid (inline assembly): under it, the AMD way.
+    #[cfg(all(target_arch = "x86_64", not(miri)))]
     {
         // SAFETY: every x86_64 CPU has cpuid leaf 0 (the vendor). Unsafe before Rust
         // 1.87, a safe function since.
@@ -1099,7 +1100,7 @@ fn cpu_is_intel() -> bool {
         let vendor: Vec<u8> = [id.ebx, id.edx, id.ecx].iter().flat_map(|w| w.to_le_bytes()).collect();
         vendor == b"GenuineIntel"
     }
-    #[cfg(not(target_arch = "x86_64"))]
+    #[cfg(any(not(target_arch = "x86_64"), miri))]
     false
 }
 
