@@ -1254,8 +1254,8 @@ mod tests {
                     })
                     .collect();
                 let lines: Vec<&[u8]> = rows.iter().map(Vec::as_slice).collect();
-                let dense = BytePairSums::<_, false, false>::new(BlockSum(u16::widen::<u8>), 0);
-                let plain = BlockSum::<_, false>(u16::widen::<u8>);
+                let dense = BytePairSums::<_, false, false>::new(BlockSum(<u16 as ShiftedAccumulator>::widen::<u8>), 0);
+                let plain = BlockSum::<_, false>(<u16 as ShiftedAccumulator>::widen::<u8>);
                 assert_eq!(
                     row_sums::<_, N>(&dense, &lines, len),
                     row_sums::<_, N>(&plain, &lines, len),
