@@ -23,9 +23,11 @@ cargo clippy --release --all-targets -- -D warnings
 # The unit tests inside src/ need the library compiled once more, with cfg(test); an
 # optimised build of it took 15 minutes on the CI machine (as long as the release build),
 # an unoptimised one 1.5. So they run in the `unit` profile (Cargo.toml), with debug
-# assertions and overflow checks on; the integration tests run against the release build.
-step "cargo test --profile unit --lib (unit tests, unoptimised)"
-cargo test --profile unit --lib
+# assertions and overflow checks on. The integration tests run there too, for those
+# checks (the release build wraps on overflow: a factor near usize::MAX overflowed a
+# window's size in the mode kernel, unseen), and then against the release build.
+step "cargo test --profile unit --tests (unit and integration tests, unoptimised, overflow checks on)"
+cargo test --profile unit --tests
 
 step "cargo test --release --test '*' (integration tests)"
 cargo test --release --test '*'

@@ -264,7 +264,9 @@ fn with_label_words<T: Element, W: x86::Lanes, const LINES: usize>(
 fn most_frequent_of_windows<T: Element>(run: &WindowRun<'_, T>, out: &mut [T], sparse: bool) -> usize {
     #[cfg(target_arch = "x86_64")]
     {
-        let values = run.rows.len() * run.width;
+        // Saturating: a window as wide as a factor near usize::MAX (valid, and clipped
+        // to the volume) has no whole windows, and its product must not overflow.
+        let values = run.rows.len().saturating_mul(run.width);
         if !(1..=x86::MAX_WINDOW_VALUES).contains(&values) || !std::arch::is_x86_feature_detected!("avx2") {
             return 0;
         }
