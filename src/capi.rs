@@ -169,8 +169,10 @@ fn fortran_strides(shape: &[usize]) -> Vec<isize> {
 }
 
 /// One array as the caller described it: base pointer, shape and strides in elements.
+/// The base stays a pointer (not an address) so that the views keep its provenance: the
+/// memory the caller handed over, which Miri then checks every access against.
 struct RawArray {
-    base: usize,
+    base: *mut u8,
     shape: Vec<usize>,
     strides: Vec<isize>,
     /// Lowest and one-past-highest byte address the array touches.
@@ -180,7 +182,7 @@ struct RawArray {
 impl RawArray {
     /// Checks that the strides keep every element inside the address space and that the
     /// base is aligned; `name` is used in messages.
-    fn new(base: usize, shape: &[usize], mut strides: Vec<isize>, elem: usize, name: &str) -> Result<Self> {
+    fn new(base: *mut u8, shape: &[usize], mut strides: Vec<isize>, elem: usize, name: &str) -> Result<Self> {
         // The stride of a size-1 axis is never used to move; normalise it so no
         // arithmetic (e.g. |isize::MIN|) is done with whatever the caller put there.
         for (stride, &size) in strides.iter_mut().zip(shape) {
@@ -188,7 +190,7 @@ impl RawArray {
                 *stride = 0;
             }
         }
-        if base % elem != 0 {
+        if base.addr() % elem != 0 {
             bail!(BadStrides, "{name} is not aligned to its {elem}-byte elements");
         }
         let (mut lo, mut hi) = (0i128, 0i128);
@@ -201,8 +203,8 @@ impl RawArray {
             }
         }
         let elem = elem as i128;
-        let first = base as i128 + lo * elem;
-        let end = base as i128 + (hi + 1) * elem;
+        let first = base.addr() as i128 + lo * elem;
+        let end = base.addr() as i128 + (hi + 1) * elem;
         if first < 0 || end > usize::MAX as i128 || end - first > isize::MAX as i128 {
             bail!(BadStrides, "the strides of {name} reach outside the address space");
         }
@@ -246,7 +248,7 @@ impl RawArray {
         // which RawArray::new checked stays inside the address space; strides are
         // non-negative by construction; validity of the memory is the caller's promise.
         let mut view =
-            unsafe { ArrayViewD::from_shape_ptr(IxDyn(&self.shape).strides(IxDyn(&strides)), low as *const T) };
+            unsafe { ArrayViewD::from_shape_ptr(IxDyn(&self.shape).strides(IxDyn(&strides)), low.cast::<T>()) };
         for (axis, &st) in self.strides.iter().enumerate() {
             if st < 0 {
                 view.invert_axis(Axis(axis));
@@ -261,7 +263,7 @@ impl RawArray {
         let (low, strides) = self.low_pointer_and_strides::<T>();
         // SAFETY: as in `view`; exclusivity was checked by the overlap tests.
         let mut view =
-            unsafe { ArrayViewMutD::from_shape_ptr(IxDyn(&self.shape).strides(IxDyn(&strides)), low as *mut T) };
+            unsafe { ArrayViewMutD::from_shape_ptr(IxDyn(&self.shape).strides(IxDyn(&strides)), low.cast::<T>()) };
         for (axis, &st) in self.strides.iter().enumerate() {
             if st < 0 {
                 view.invert_axis(Axis(axis));
@@ -270,16 +272,18 @@ impl RawArray {
         view
     }
 
-    fn low_pointer_and_strides<T>(&self) -> (usize, Vec<usize>) {
-        let mut low = self.base as isize;
+    fn low_pointer_and_strides<T>(&self) -> (*mut u8, Vec<usize>) {
+        let mut low_offset = 0isize;
         let mut strides = Vec::with_capacity(self.strides.len());
         for (&s, &st) in self.shape.iter().zip(&self.strides) {
             if st < 0 {
-                low += (s as isize - 1) * st * std::mem::size_of::<T>() as isize;
+                low_offset += (s as isize - 1) * st * std::mem::size_of::<T>() as isize;
             }
             strides.push(st.unsigned_abs());
         }
-        (low as usize, strides)
+        // Wrapping: a pointer below `base` is in bounds of the caller's memory (checked by
+        // `new` against the address space only; the caller promises the rest).
+        (self.base.wrapping_offset(low_offset), strides)
     }
 }
 
@@ -368,7 +372,8 @@ unsafe fn validate(method: Method, args: CallArgs, outputs: OutputSpec) -> Resul
         // SAFETY: non-null strides hold ndim values (header contract).
         unsafe { c_slice(strides, ndim, "strides")? }.to_vec()
     };
-    let input = RawArray::new(input as usize, shape, input_strides, elem, "input")?;
+    // Read only (`view`), never written through, though kept as `*mut` like the outputs.
+    let input = RawArray::new(input.cast::<u8>().cast_mut(), shape, input_strides, elem, "input")?;
 
     let mut arrays = Vec::new();
     match outputs {
@@ -394,7 +399,7 @@ unsafe fn validate(method: Method, args: CallArgs, outputs: OutputSpec) -> Resul
                     _ => fortran_strides(&mip),
                 };
                 check_shape(&mip, elem)?;
-                let array = RawArray::new(ptr as usize, &mip, strides, elem, &name)?;
+                let array = RawArray::new(ptr.cast::<u8>(), &mip, strides, elem, &name)?;
                 array.check_no_self_overlap(&name)?;
                 arrays.push(array);
             }
@@ -414,8 +419,8 @@ unsafe fn validate(method: Method, args: CallArgs, outputs: OutputSpec) -> Resul
             for i in 0..num_mips {
                 let mip = mip_shape(shape, &factor, i + 1);
                 let len: usize = mip.iter().product();
-                let addr = (ptr as usize).wrapping_add(offset * elem);
-                arrays.push(RawArray::new(addr, &mip, fortran_strides(&mip), elem, "output")?);
+                let base = ptr.cast::<u8>().wrapping_add(offset * elem);
+                arrays.push(RawArray::new(base, &mip, fortran_strides(&mip), elem, "output")?);
                 offset += len;
             }
         }
@@ -1031,13 +1036,13 @@ mod tests {
 
     #[test]
     fn self_overlapping_output_strides_are_refused() {
-        let ok = RawArray::new(64, &[4, 3], vec![1, 4], 1, "o").unwrap();
+        let ok = RawArray::new(std::ptr::without_provenance_mut(64), &[4, 3], vec![1, 4], 1, "o").unwrap();
         assert!(ok.check_no_self_overlap("o").is_ok());
-        let interleaved = RawArray::new(64, &[2, 3], vec![3, 1], 1, "o").unwrap();
+        let interleaved = RawArray::new(std::ptr::without_provenance_mut(64), &[2, 3], vec![3, 1], 1, "o").unwrap();
         assert!(interleaved.check_no_self_overlap("o").is_ok());
-        let overlapping = RawArray::new(64, &[4, 3], vec![1, 2], 1, "o").unwrap();
+        let overlapping = RawArray::new(std::ptr::without_provenance_mut(64), &[4, 3], vec![1, 2], 1, "o").unwrap();
         assert!(overlapping.check_no_self_overlap("o").is_err());
-        let zero = RawArray::new(64, &[4, 3], vec![0, 4], 1, "o").unwrap();
+        let zero = RawArray::new(std::ptr::without_provenance_mut(64), &[4, 3], vec![0, 4], 1, "o").unwrap();
         assert!(zero.check_no_self_overlap("o").is_err());
     }
 

@@ -293,7 +293,7 @@ impl Arena {
         self.words.as_mut_ptr().cast::<u8>()
     }
     pub fn address(&self) -> usize {
-        self.words.as_ptr() as usize
+        self.words.as_ptr().addr()
     }
 }
 
@@ -313,7 +313,9 @@ impl Ptr {
         match self {
             Ptr::Null => std::ptr::null_mut(),
             Ptr::Arena(offset) => base.wrapping_offset(offset).cast(),
-            Ptr::Raw(address) => address as *mut c_void,
+            // No provenance: the library must refuse the call without reading it, and
+            // under Miri a read through it would be reported.
+            Ptr::Raw(address) => std::ptr::without_provenance_mut(address),
         }
     }
     pub fn address(self, arena_address: usize) -> Option<usize> {
