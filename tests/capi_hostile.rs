@@ -732,7 +732,10 @@ fn chunk_alignment_refuses_hostile_arguments_without_writing() {
 fn u8_2x2x2_averaging_mip_8_does_not_overflow() {
     let input = [255u8, 254];
     let mut out = [0u8; 10];
-    let outputs: Vec<*mut std::ffi::c_void> = (0..10).map(|i| out[i..].as_mut_ptr().cast()).collect();
+    // One pointer, offset: a fresh borrow of `out` per output would invalidate the
+    // pointers taken before it (Stacked Borrows; Miri reports the writes through them).
+    let base = out.as_mut_ptr();
+    let outputs: Vec<*mut std::ffi::c_void> = (0..10).map(|i| base.wrapping_add(i).cast()).collect();
     // SAFETY: a 2x1x1 u8 input; 10 one-byte outputs (every mip is 1x1x1).
     let status = unsafe {
         capi::tb_downsample_with_averaging(
@@ -759,7 +762,10 @@ fn u8_2x2x2_averaging_mip_8_does_not_overflow() {
 fn i8_2x2x2_averaging_of_minus_128_stays_minus_128() {
     let input = [-128i8; 1];
     let mut out = [0i8; 12];
-    let outputs: Vec<*mut std::ffi::c_void> = (0..12).map(|i| out[i..].as_mut_ptr().cast()).collect();
+    // One pointer, offset: a fresh borrow of `out` per output would invalidate the
+    // pointers taken before it (Stacked Borrows; Miri reports the writes through them).
+    let base = out.as_mut_ptr();
+    let outputs: Vec<*mut std::ffi::c_void> = (0..12).map(|i| base.wrapping_add(i).cast()).collect();
     // SAFETY: a 1x1x1 i8 input; 12 one-byte outputs.
     let status = unsafe {
         capi::tb_downsample_with_averaging(
