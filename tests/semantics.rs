@@ -1959,6 +1959,24 @@ enum Outputs {
 
 const OUTPUTS: [Outputs; 3] = [Outputs::Owned, Outputs::COrder, Outputs::SteppedReversed];
 
+/// Buffers, one per shape, filled with `fill`, each holding a view of that shape
+/// (`stepped_reversed_mut`): every second element along axis 0, axis 1 reversed, axis 2
+/// from 1 on.
+fn stepped_reversed_buffers<T: Clone>(shapes: &[Vec<usize>], fill: T) -> Vec<ArrayD<T>> {
+    shapes
+        .iter()
+        .map(|sh| ArrayD::from_elem(IxDyn(&[2 * sh[0], sh[1], sh[2] + 1]), fill.clone()))
+        .collect()
+}
+
+fn stepped_reversed_mut<T>(big: &mut ArrayD<T>) -> ArrayViewMutD<'_, T> {
+    big.slice_mut(s![..;2, ..;-1, 1..]).into_dyn()
+}
+
+fn stepped_reversed<T: Clone>(big: &ArrayD<T>) -> ArrayD<T> {
+    big.slice(s![..;2, ..;-1, 1..]).into_dyn().to_owned()
+}
+
 /// `n` mips of one call written as `outputs` says, returned as owned arrays.
 fn mips_into<T: Element + Default>(
     (method, sparse): (Method, bool),
@@ -1977,18 +1995,10 @@ fn mips_into<T: Element + Default>(
             mips
         }
         Outputs::SteppedReversed => {
-            let mut bigs: Vec<ArrayD<T>> = shapes
-                .iter()
-                .map(|sh| ArrayD::default(IxDyn(&[2 * sh[0], sh[1], sh[2] + 1])))
-                .collect();
-            let mut views: Vec<ArrayViewMutD<'_, T>> = bigs
-                .iter_mut()
-                .map(|b| b.slice_mut(s![..;2, ..;-1, 1..]).into_dyn())
-                .collect();
+            let mut bigs = stepped_reversed_buffers(&shapes, T::default());
+            let mut views: Vec<ArrayViewMutD<'_, T>> = bigs.iter_mut().map(stepped_reversed_mut).collect();
             downsample_into(method, v, f, sparse, &mut views).unwrap();
-            bigs.iter()
-                .map(|b| b.slice(s![..;2, ..;-1, 1..]).into_dyn().to_owned())
-                .collect()
+            bigs.iter().map(stepped_reversed).collect()
         }
     }
 }
@@ -2094,19 +2104,14 @@ fn downsample_into_noncontiguous_outputs_equal_the_owned_results() {
                 let what = format!("{:?} {method:?} sparse={sparse} {f:?}", T::DTYPE);
                 let want = downsample(method, d.view(), f, 3, sparse).unwrap();
                 // (1) stepped + reversed views into bigger buffers
-                let mut bigs: Vec<ArrayD<T>> = want
-                    .iter()
-                    .map(|w| ArrayD::from_elem(IxDyn(&[2 * w.shape()[0], w.shape()[1], w.shape()[2] + 1]), sentinel))
-                    .collect();
+                let shapes: Vec<Vec<usize>> = want.iter().map(|w| w.shape().to_vec()).collect();
+                let mut bigs = stepped_reversed_buffers(&shapes, sentinel);
                 {
-                    let mut views: Vec<ArrayViewMutD<'_, T>> = bigs
-                        .iter_mut()
-                        .map(|b| b.slice_mut(s![..;2, ..;-1, 1..]).into_dyn())
-                        .collect();
+                    let mut views: Vec<ArrayViewMutD<'_, T>> = bigs.iter_mut().map(stepped_reversed_mut).collect();
                     downsample_into(method, d.view(), f, sparse, &mut views).unwrap();
                 }
                 for (k, (big, w)) in bigs.iter().zip(&want).enumerate() {
-                    let got = big.slice(s![..;2, ..;-1, 1..]).into_dyn().to_owned();
+                    let got = stepped_reversed(big);
                     assert_same(
                         &[got],
                         std::slice::from_ref(w),

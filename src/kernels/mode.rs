@@ -264,8 +264,9 @@ fn with_label_words<T: Element, W: x86::Lanes, const LINES: usize>(
 fn most_frequent_of_windows<T: Element>(run: &WindowRun<'_, T>, out: &mut [T], sparse: bool) -> usize {
     #[cfg(target_arch = "x86_64")]
     {
-        // Saturating: a window as wide as a factor near usize::MAX (valid, and clipped
-        // to the volume) has no whole windows, and its product must not overflow.
+        // Saturating: a factor near usize::MAX is valid (its one window per row is
+        // clipped to the volume), but the run's width is the factor itself, so rows
+        // times width can overflow; such a run has no whole windows to count.
         let values = run.rows.len().saturating_mul(run.width);
         if !(1..=x86::MAX_WINDOW_VALUES).contains(&values) || !std::arch::is_x86_feature_detected!("avx2") {
             return 0;
