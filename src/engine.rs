@@ -84,6 +84,10 @@ impl<'a, T: Copy> Source<'a, T> {
         self.strides[axis]
     }
 
+    pub fn strides(&self) -> &[isize; MAX_NDIM] {
+        &self.strides
+    }
+
     /// The address of the element at `offset`, for prefetching: never read through.
     pub fn address_of(&self, offset: isize) -> *const T {
         self.ptr.wrapping_offset(offset)

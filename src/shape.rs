@@ -175,6 +175,15 @@ pub(crate) fn sort_in_memory_order(axes: &mut [usize], shape: &[usize], strides:
     axes.sort_by_key(|&axis| (shape[axis] == 1, strides[axis].unsigned_abs()));
 }
 
+/// Sorts `axes` by |stride|, ascending; ties keep their order.
+///
+/// Kernels call this rather than sorting with a closure of their own: a closure is a
+/// new type in every instance of a generic kernel, and each type compiled the standard
+/// library's stable sort once more (274 copies, 15% of the library's LLVM IR).
+pub(crate) fn sort_by_stride(axes: &mut [usize], strides: &[isize]) {
+    axes.sort_by_key(|&axis| strides[axis].unsigned_abs());
+}
+
 /// Calls `visit` with every point of the box `0..extent` over `axes`, the first of them
 /// counting fastest, like an odometer; the other coordinates stay 0.
 #[inline(always)]

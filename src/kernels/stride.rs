@@ -6,7 +6,7 @@ use ndarray::{ArrayViewD, ArrayViewMutD};
 use crate::cascade::{prefetch, prefetch_run};
 use crate::dtype::Element;
 use crate::engine::Source;
-use crate::shape::{pad_dims, Dims, MAX_NDIM};
+use crate::shape::{pad_dims, sort_by_stride, Dims, MAX_NDIM};
 use crate::sink::Sink;
 use crate::threads;
 
@@ -70,7 +70,7 @@ fn copy_lines<T: Element>(src: &Source<'_, T>, sink: &Sink<T>, step: &Dims) {
     // follow each other along the input's smallest strides.
     let line_axis = sink.fastest_axis();
     let mut across: Vec<usize> = (0..MAX_NDIM).filter(|&a| a != line_axis).collect();
-    across.sort_by_key(|&a| src.stride(a).unsigned_abs());
+    sort_by_stride(&mut across, src.strides());
     let line_len = sink.shape[line_axis];
     let lines: usize = across.iter().map(|&a| sink.shape[a]).product();
     let tasks = lines.div_ceil(LINES_PER_TASK);
@@ -134,7 +134,7 @@ fn copy_transposed<T: Element>(src: &Source<'_, T>, sink: &Sink<T>, step: &Dims,
     // smallest strides; a strip is `tile` lines of a plane along the input's axis, cut
     // into tiles of `tile` elements of each line.
     let mut across: Vec<usize> = (0..MAX_NDIM).filter(|&a| a != out_axis && a != in_axis).collect();
-    across.sort_by_key(|&a| src.stride(a).unsigned_abs());
+    sort_by_stride(&mut across, src.strides());
     let strips_per_plane = out_len.div_ceil(tile);
     let tiles_per_strip = in_len.div_ceil(tile);
     let planes: usize = across.iter().map(|&a| sink.shape[a]).product();
