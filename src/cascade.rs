@@ -632,7 +632,7 @@ fn reduce_level<S, R, T, K, KeepFn, RenderFn, const N: usize>(
     let lines_ahead = if plan.line_factor_position.is_none()
         && contiguous
         && line_bytes <= SHORT_LINE_BYTES
-        && reads_ahead_in_software()
+        && reads_ahead_in_software(std::mem::size_of::<S>())
     {
         PREFETCH_DISTANCE.div_ceil(line_count * line_bytes)
     } else {
@@ -1061,16 +1061,18 @@ pub(crate) fn fold_stacked_lines<S: Copy, A>(
 /// in software, `0` leaves it to the hardware prefetcher. Read once.
 pub const READ_AHEAD_ENV: &str = "TINYBRAIN_READ_AHEAD";
 
-/// Whether this CPU's line loops ask for every line ahead with prefetch instructions,
-/// or leave what they can to the hardware prefetcher: `READ_AHEAD_ENV` if set, else
-/// on Intel CPUs only. Where set, loops that read lines one after the other (sums, min
-/// and max) read them ahead, the 2x2 mode rule reads its two lines side by side and
-/// ahead, 2x2x2 mode reads each line's next line ahead, and short lines stacked on
-/// each other (C-order volumes) are read ahead by output line. Where not, the first read
-/// ahead nothing, the 2x2 rule reads a short upper line whole first, and 2x2x2 mode
-/// reads short lines' next row ahead in pairs of lines. The same code measured both
-/// ways (1024x1024x64 u8, 512x512x64 labels, one thread, preallocated outputs, builds
-/// or settings alternated in one process) went opposite ways on the bench's two CPUs:
+/// Whether this CPU's line loops ask for every line of `element_bytes`-wide values
+/// ahead with prefetch instructions, or leave what they can to the hardware prefetcher:
+/// `READ_AHEAD_ENV` if set (for every width), else on Intel CPUs, and on AMD Zen 5 for
+/// values wider than a byte. Where set, loops that read lines one after the other
+/// (sums, min and max) read them ahead, the 2x2 mode rule reads its two lines side by
+/// side and ahead, 2x2x2 mode reads each line's next line ahead, and short lines
+/// stacked on each other (C-order volumes) are read ahead by output line. Where not,
+/// the first read ahead nothing, the 2x2 rule reads a short upper line whole first, and
+/// 2x2x2 mode reads short lines' next row ahead in pairs of lines. The same code
+/// measured both ways (1024x1024x64 u8, 512x512x64 labels, one thread, preallocated
+/// outputs, builds or settings alternated in one process) went opposite ways on the
+/// bench's CPUs:
 /// - AMD EPYC (Zen 4), without: u8 2x2x1 averaging 1.2-1.27x as fast, 2x2x2
 ///   1.08-1.12x, u16 1.06-1.09x, i32 1.08-1.12x, u8 max pooling 1.05-1.07x; 2x2 mode
 ///   of u64 labels 1.6-1.9x, 2x2x2 mode 1.12-1.25x.
@@ -1078,31 +1080,88 @@ pub const READ_AHEAD_ENV: &str = "TINYBRAIN_READ_AHEAD";
 ///   4 mips 1.3-1.35x, sparse 1.3-1.5x, u8 min and max pooling 1.3-1.6x, u16
 ///   1.13-1.14x, i32 1.2-1.3x, f32 within 2%; 2x2 mode of u64 and u32 labels
 ///   1.2-1.39x, 2x2x2 mode of u64 labels 1.31-1.34x.
+/// - AMD EPYC (Zen 5, family 26 model 2), with, for values wider than a byte: u16
+///   2x2x1 averaging 1.65-1.72x as fast (2x2x2 2.1x, 4 mips 1.5x, C order 1.15x), f32
+///   1.07-1.20x (C order 1.3x), i32 1.07-1.19x, u16 max and f32 min pooling 2.1x and
+///   1.5x; 2x2 mode of u64 labels 1.47-1.57x and of u32 labels 1.72-2.16x, 2x2x2 mode
+///   1.00-1.07x. u8 lines read ahead in software ran 0.88-0.97x as fast (2x2x1,
+///   2x2x2, sparse, C order), so they are left to the hardware.
 ///
-/// Other x86 vendors take the AMD way (untested); elsewhere there is no prefetch.
-pub(crate) fn reads_ahead_in_software() -> bool {
-    static CHOICE: OnceLock<bool> = OnceLock::new();
+/// Other x86 vendors and older AMD CPUs take the Zen 4 way (Zen 3 measured mixed:
+/// only 64-bit means gained, and they read ahead in software on every CPU); elsewhere
+/// there is no prefetch.
+pub(crate) fn reads_ahead_in_software(element_bytes: usize) -> bool {
+    match read_ahead_choice() {
+        ReadAheadChoice::Always => true,
+        ReadAheadChoice::Never => false,
+        ReadAheadChoice::WiderThanBytes => element_bytes > 1,
+    }
+}
+
+/// Whether 2x2x2 mode, where it reads ahead in software, asks for each line's next
+/// line (the Intel way) rather than for the next row in pairs of lines, as where it
+/// leaves reading to the hardware: on the CPUs that read every width ahead in
+/// software. On Zen 5 the pairs ran 2 threads 1.08-1.16x as fast (512x512x64 u64
+/// labels, random, realistic and sparse, preallocated outputs), each line one thread
+/// 1.00-1.07x.
+pub(crate) fn reads_rows_ahead_line_by_line() -> bool {
+    read_ahead_choice() == ReadAheadChoice::Always
+}
+
+fn read_ahead_choice() -> ReadAheadChoice {
+    static CHOICE: OnceLock<ReadAheadChoice> = OnceLock::new();
     *CHOICE.get_or_init(|| match std::env::var(READ_AHEAD_ENV).as_deref().map(str::trim) {
-        Ok("1") => true,
-        Ok("0") => false,
-        _ => cpu_is_intel(),
+        Ok("1") => ReadAheadChoice::Always,
+        Ok("0") => ReadAheadChoice::Never,
+        _ => ReadAheadChoice::of_this_cpu(),
     })
 }
 
-fn cpu_is_intel() -> bool {
-    // Miri cannot run cpuid (inline assembly): under it, the AMD way.
-    #[cfg(all(target_arch = "x86_64", not(miri)))]
-    {
-        // SAFETY: every x86_64 CPU has cpuid leaf 0 (the vendor). Unsafe before Rust
-        // 1.87, a safe function since.
-        #[allow(unused_unsafe)]
-        let id = unsafe { std::arch::x86_64::__cpuid(0) };
-        let vendor: Vec<u8> = [id.ebx, id.edx, id.ecx].iter().flat_map(|w| w.to_le_bytes()).collect();
-        vendor == b"GenuineIntel"
-    }
-    #[cfg(any(not(target_arch = "x86_64"), miri))]
-    false
+/// Which lines `reads_ahead_in_software`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum ReadAheadChoice {
+    Always,
+    Never,
+    WiderThanBytes,
 }
+
+impl ReadAheadChoice {
+    fn of_this_cpu() -> Self {
+        // Miri cannot run cpuid (inline assembly): under it, reading is left to the
+        // hardware.
+        #[cfg(all(target_arch = "x86_64", not(miri)))]
+        {
+            // SAFETY: every x86_64 CPU has cpuid leaves 0 (the vendor) and 1 (the
+            // family). Unsafe before Rust 1.87, a safe function since.
+            #[allow(unused_unsafe)]
+            let (id, signature) = unsafe { (std::arch::x86_64::__cpuid(0), std::arch::x86_64::__cpuid(1)) };
+            let vendor: Vec<u8> = [id.ebx, id.edx, id.ecx].iter().flat_map(|w| w.to_le_bytes()).collect();
+            Self::of(&vendor, signature.eax)
+        }
+        #[cfg(any(not(target_arch = "x86_64"), miri))]
+        ReadAheadChoice::Never
+    }
+
+    /// The choice for a CPU of this vendor string and cpuid leaf 1 signature.
+    fn of(vendor: &[u8], signature: u32) -> Self {
+        // The family as x86 defines it: the base family, plus the extended family
+        // where the base one is 15.
+        let base_family = (signature >> 8) & 0xf;
+        let family = if base_family == 0xf {
+            base_family + ((signature >> 20) & 0xff)
+        } else {
+            base_family
+        };
+        match vendor {
+            b"GenuineIntel" => ReadAheadChoice::Always,
+            b"AuthenticAMD" if family >= ZEN5_FAMILY => ReadAheadChoice::WiderThanBytes,
+            _ => ReadAheadChoice::Never,
+        }
+    }
+}
+
+/// AMD's CPU family of Zen 5 (26, 0x1a).
+const ZEN5_FAMILY: u32 = 0x1a;
 
 /// How far ahead of its use a line is read into cache, in bytes.
 const PREFETCH_DISTANCE: usize = 2048;
@@ -1134,7 +1193,7 @@ impl<S> ReadAhead<S> {
         all[..L].copy_from_slice(&next);
         ReadAhead {
             next: all,
-            in_software: reads_ahead_in_software(),
+            in_software: reads_ahead_in_software(std::mem::size_of::<S>()),
         }
     }
 
@@ -1147,7 +1206,7 @@ impl<S> ReadAhead<S> {
         }
         ReadAhead {
             next,
-            in_software: reads_ahead_in_software(),
+            in_software: reads_ahead_in_software(std::mem::size_of::<S>()),
         }
     }
 
@@ -1400,6 +1459,24 @@ mod tests {
 
     /// The line fold gives the same results whether it reads its lines ahead in software
     /// or not, on lines that end inside a chunk and past it.
+    #[test]
+    fn zen_5_reads_values_wider_than_a_byte_ahead_older_amd_none_intel_all() {
+        // cpuid leaf 1 signatures: family 26 model 2 (Zen 5) as read off the bench's
+        // guest; family 25 model 1 (Zen 3) and 17 (Zen 4); Intel family 6 model 167.
+        let amd = b"AuthenticAMD";
+        assert_eq!(ReadAheadChoice::of(amd, 0x00b0_0f21), ReadAheadChoice::WiderThanBytes);
+        assert_eq!(ReadAheadChoice::of(amd, 0x00a0_0f11), ReadAheadChoice::Never);
+        assert_eq!(ReadAheadChoice::of(amd, 0x00a1_0f11), ReadAheadChoice::Never);
+        assert_eq!(
+            ReadAheadChoice::of(b"GenuineIntel", 0x000a_0671),
+            ReadAheadChoice::Always
+        );
+        assert_eq!(
+            ReadAheadChoice::of(b"HygonGenuine", 0x0090_0f01),
+            ReadAheadChoice::Never
+        );
+    }
+
     #[test]
     fn line_pairs_fold_alike_read_ahead_in_software_or_not() {
         let data: Vec<u32> = (0..3 * 301).map(|i| (i * 7919 % 1000) as u32).collect();

@@ -19,7 +19,7 @@
 //! counted against the others at once, lanes holding values of the window
 //! (`first_most_frequent`).
 
-use crate::cascade::{slot, ReadAhead};
+use crate::cascade::{reads_rows_ahead_line_by_line, slot, ReadAhead};
 use std::arch::x86_64::{
     __m256i, _mm256_add_epi32, _mm256_add_epi64, _mm256_and_si256, _mm256_andnot_si256, _mm256_blendv_epi8,
     _mm256_castps_si256, _mm256_castsi256_ps, _mm256_cmpeq_epi32, _mm256_cmpeq_epi64, _mm256_cmpgt_epi32,
@@ -988,14 +988,15 @@ unsafe fn rows<L: Lanes, const SPARSE: bool, const POSITION: usize>(
     // keep fed. Lines up to `PAIRED_READ_AHEAD_BYTES` long read the next row ahead a
     // pair of lines at a time (lines 0 and 1 lie in one plane, usually one after the
     // other, and so do 2 and 3): in address order, as two streams instead of four.
-    // Not on the CPUs that read ahead in software (Intel), where each line read its own
-    // next line ahead into L1 ran faster at every width (u64 labels of the bench, 4 KiB
-    // lines: 1.31-1.34x, random, realistic and sparse; 1 KiB 1.22x; 2 KiB and u32 1 KiB
-    // within 5%; one thread, preallocated outputs, Intel Xeon family 6 model 167).
+    // Not on the CPUs that read every width ahead in software (Intel,
+    // `reads_rows_ahead_line_by_line`), where each line read its own next line ahead
+    // into L1 ran faster at every width (u64 labels of the bench, 4 KiB lines:
+    // 1.31-1.34x, random, realistic and sparse; 1 KiB 1.22x; 2 KiB and u32 1 KiB within
+    // 5%; one thread, preallocated outputs, Intel Xeon family 6 model 167).
     let lines_ahead = ahead.all_side_by_side(&lines);
     let pairs_ahead: [_; 2] = ahead.next_in_pairs(&lines);
     let row_ahead = match std::mem::size_of_val(lines[0]) {
-        _ if ahead.in_software() => RowAhead::EachLine,
+        _ if ahead.in_software() && reads_rows_ahead_line_by_line() => RowAhead::EachLine,
         bytes if bytes <= PAIRED_INTO_L1_BYTES => RowAhead::PairsIntoL1,
         bytes if bytes <= PAIRED_READ_AHEAD_BYTES => RowAhead::PairsIntoL2,
         _ => RowAhead::EachLine,
