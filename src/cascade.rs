@@ -1103,7 +1103,8 @@ pub(crate) fn reads_ahead_in_software(element_bytes: usize) -> bool {
 /// leaves reading to the hardware: on the CPUs that read every width ahead in
 /// software. On Zen 5 the pairs ran 2 threads 1.08-1.16x as fast (512x512x64 u64
 /// labels, random, realistic and sparse, preallocated outputs), each line one thread
-/// 1.00-1.07x.
+/// 1.00-1.07x; there, only rows of short lines go line by line
+/// (`mode::x86::EACH_LINE_AHEAD_BYTES`).
 pub(crate) fn reads_rows_ahead_line_by_line() -> bool {
     read_ahead_choice() == ReadAheadChoice::Always
 }

@@ -950,6 +950,16 @@ unsafe fn two_by_two_rows<L: Lanes, const SPARSE: bool, const POSITION: usize>(
     }
 }
 
+/// Where lines are read ahead in software but rows in pairs (Zen 5,
+/// `cascade::reads_rows_ahead_line_by_line`), rows of lines up to this long are read
+/// ahead line by line all the same. Against pairs, on Zen 5, one thread (two),
+/// preallocated outputs: 512x512x64 labels in C order (lines along z of 256 and 512
+/// bytes) u32 1.64x (1.31x) and u64 1.42x (1.27x) as fast; 512-byte lines in Fortran
+/// order (64x4096x64 u64, 128x4096x64 u32) 0.91-0.94x (0.89-0.96x). Longer lines
+/// went both ways: in C order (1 KiB along z) 1.13-1.34x on one thread and 0.88-1.06x
+/// on two, in Fortran order (128x2048x64 u64) 0.83-0.85x (0.88x).
+const EACH_LINE_AHEAD_BYTES: usize = 512;
+
 /// The longest lines of 2x2x2 blocks whose next row is read ahead in pairs of lines,
 /// where the hardware prefetcher is left to read lines in turn (AMD, see `rows`).
 /// Measured on an AMD EPYC (Zen 4) with both read-aheads in one build (one thread,
@@ -996,7 +1006,9 @@ unsafe fn rows<L: Lanes, const SPARSE: bool, const POSITION: usize>(
     let lines_ahead = ahead.all_side_by_side(&lines);
     let pairs_ahead: [_; 2] = ahead.next_in_pairs(&lines);
     let row_ahead = match std::mem::size_of_val(lines[0]) {
-        _ if ahead.in_software() && reads_rows_ahead_line_by_line() => RowAhead::EachLine,
+        bytes if ahead.in_software() && (reads_rows_ahead_line_by_line() || bytes <= EACH_LINE_AHEAD_BYTES) => {
+            RowAhead::EachLine
+        }
         bytes if bytes <= PAIRED_INTO_L1_BYTES => RowAhead::PairsIntoL1,
         bytes if bytes <= PAIRED_READ_AHEAD_BYTES => RowAhead::PairsIntoL2,
         _ => RowAhead::EachLine,
