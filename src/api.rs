@@ -59,7 +59,7 @@ pub fn validate_request(
 
 /// Computes `outputs.len()` mips of `input` into caller-provided views (mip 1 first).
 ///
-/// Each output must have the shape of its mip ([`mip_shape`](crate::mip_shape)); any
+/// Each output must have the shape of its mip ([`mip_shape`]); any
 /// layout works. Nothing is written unless the whole request is valid.
 pub fn downsample_into<T: Element>(
     method: Method,
