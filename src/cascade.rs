@@ -1066,8 +1066,9 @@ pub const READ_AHEAD_ENV: &str = "TINYBRAIN_READ_AHEAD";
 /// `READ_AHEAD_ENV` if set (for every width), else on Intel CPUs, and on AMD Zen 5 for
 /// values wider than a byte. Where set, loops that read lines one after the other
 /// (sums, min and max) read them ahead, the 2x2 mode rule reads its two lines side by
-/// side and ahead, 2x2x2 mode reads each line's next line ahead, and short lines
-/// stacked on each other (C-order volumes) are read ahead by output line. Where not,
+/// side and ahead, 2x2x2 mode reads each line's next line ahead (on Zen 5 only short
+/// lines, see `reads_rows_ahead_line_by_line`), and short lines stacked on each other
+/// (C-order volumes) are read ahead by output line. Where not,
 /// the first read ahead nothing, the 2x2 rule reads a short upper line whole first, and
 /// 2x2x2 mode reads short lines' next row ahead in pairs of lines. The same code
 /// measured both ways (1024x1024x64 u8, 512x512x64 labels, one thread, preallocated
@@ -1094,7 +1095,7 @@ pub(crate) fn reads_ahead_in_software(element_bytes: usize) -> bool {
     match read_ahead_choice() {
         ReadAheadChoice::Always => true,
         ReadAheadChoice::Never => false,
-        ReadAheadChoice::WiderThanBytes => element_bytes > 1,
+        ReadAheadChoice::WiderThanAByte => element_bytes > 1,
     }
 }
 
@@ -1123,7 +1124,7 @@ fn read_ahead_choice() -> ReadAheadChoice {
 enum ReadAheadChoice {
     Always,
     Never,
-    WiderThanBytes,
+    WiderThanAByte,
 }
 
 impl ReadAheadChoice {
@@ -1155,7 +1156,7 @@ impl ReadAheadChoice {
         };
         match vendor {
             b"GenuineIntel" => ReadAheadChoice::Always,
-            b"AuthenticAMD" if family >= ZEN5_FAMILY => ReadAheadChoice::WiderThanBytes,
+            b"AuthenticAMD" if family >= ZEN5_FAMILY => ReadAheadChoice::WiderThanAByte,
             _ => ReadAheadChoice::Never,
         }
     }
@@ -1465,7 +1466,7 @@ mod tests {
         // cpuid leaf 1 signatures: family 26 model 2 (Zen 5) as read off the bench's
         // guest; family 25 model 1 (Zen 3) and 17 (Zen 4); Intel family 6 model 167.
         let amd = b"AuthenticAMD";
-        assert_eq!(ReadAheadChoice::of(amd, 0x00b0_0f21), ReadAheadChoice::WiderThanBytes);
+        assert_eq!(ReadAheadChoice::of(amd, 0x00b0_0f21), ReadAheadChoice::WiderThanAByte);
         assert_eq!(ReadAheadChoice::of(amd, 0x00a0_0f11), ReadAheadChoice::Never);
         assert_eq!(ReadAheadChoice::of(amd, 0x00a1_0f11), ReadAheadChoice::Never);
         assert_eq!(
