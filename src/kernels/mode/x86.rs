@@ -285,8 +285,13 @@ pub(super) fn most_frequent_of_eight<L: Lanes>(
 /// alternated: random u64 3x3x3 62-65 -> 49-54 ms, random u32 3x3x3 50.8 -> 38.6-38.9,
 /// random u64 4x4x4 79-81 -> 73-78, realistic u64 3x3x3 12.54-12.56 -> 12.37-12.39.)
 ///
+/// Out of line: inlined into the window loop, exact 4x4x4 mode of random u64 labels
+/// ran 1.3x slower (256x256x32, 50 labels, 23.4 against 17.7 ms, Zen 3; seen when a
+/// change elsewhere moved LLVM's inlining, a298088).
+///
 /// # Safety
 /// AVX2 is available.
+#[inline(never)]
 #[target_feature(enable = "avx2")]
 pub(super) unsafe fn first_most_frequent<L: Lanes + Into<u64> + Eq + Default>(
     values: &[L],
