@@ -1068,12 +1068,11 @@ pub const READ_AHEAD_ENV: &str = "TINYBRAIN_READ_AHEAD";
 /// (sums, min and max) read them ahead, the 2x2 mode rule reads its two lines side by
 /// side and ahead, 2x2x2 mode reads each line's next line ahead (on Zen 5 only short
 /// lines, see `reads_rows_ahead_line_by_line`), and short lines stacked on each other
-/// (C-order volumes) are read ahead by output line. Where not,
-/// the first read ahead nothing, the 2x2 rule reads a short upper line whole first, and
-/// 2x2x2 mode reads short lines' next row ahead in pairs of lines. The same code
-/// measured both ways (1024x1024x64 u8, 512x512x64 labels, one thread, preallocated
-/// outputs, builds or settings alternated in one process) went opposite ways on the
-/// bench's CPUs:
+/// (C-order volumes) are read ahead by output line. Where not, the first read ahead
+/// nothing, the 2x2 rule reads a short upper line whole first, and 2x2x2 mode reads
+/// short lines' next row ahead in pairs of lines. The same code measured both ways
+/// (1024x1024x64 u8, 512x512x64 labels, one thread, preallocated outputs, builds or
+/// settings alternated in one process) went opposite ways on the bench's CPUs:
 /// - AMD EPYC (Zen 4), without: u8 2x2x1 averaging 1.2-1.27x as fast, 2x2x2
 ///   1.08-1.12x, u16 1.06-1.09x, i32 1.08-1.12x, u8 max pooling 1.05-1.07x; 2x2 mode
 ///   of u64 labels 1.6-1.9x, 2x2x2 mode 1.12-1.25x.
@@ -1459,8 +1458,6 @@ mod tests {
         }
     }
 
-    /// The line fold gives the same results whether it reads its lines ahead in software
-    /// or not, on lines that end inside a chunk and past it.
     #[test]
     fn zen_5_reads_values_wider_than_a_byte_ahead_older_amd_none_intel_all() {
         // cpuid leaf 1 signatures: family 26 model 2 (Zen 5) as read off the bench's
@@ -1479,6 +1476,8 @@ mod tests {
         );
     }
 
+    /// The line fold gives the same results whether it reads its lines ahead in software
+    /// or not, on lines that end inside a chunk and past it.
     #[test]
     fn line_pairs_fold_alike_read_ahead_in_software_or_not() {
         let data: Vec<u32> = (0..3 * 301).map(|i| (i * 7919 % 1000) as u32).collect();
