@@ -41,9 +41,9 @@ bash tests/c/run.sh
 step "Python conformance suite (pytest tests/python)"
 .venv/bin/python -m pytest tests/python -q -p no:cacheprovider
 
-# Line loops read ahead in software on Intel CPUs, on AMD Zen 5 for values wider than
-# a byte, elsewhere not (src/cascade.rs, reads_ahead_in_software); the suite above ran
-# this machine's way, these every width one way and then the other.
+# Line loops read ahead in software on Intel CPUs (2 KiB ahead) and on AMD Zen 5 (7 KiB),
+# elsewhere not (src/cascade.rs, reads_ahead_in_software); the suite above ran this
+# machine's way, these the Intel way and then the hardware's.
 step "The 2x2 and 2x2x2 families with lines read ahead in software and not (TINYBRAIN_READ_AHEAD=1, =0)"
 for choice in 1 0; do
     TINYBRAIN_READ_AHEAD=$choice .venv/bin/python -m pytest tests/python/test_cascade.py tests/python/test_properties.py -q -p no:cacheprovider

@@ -619,9 +619,9 @@ fn reduce_level<S, R, T, K, KeepFn, RenderFn, const N: usize>(
     let (mut line, mut next_line, mut unused) = (0, 0, 0);
     advance(&mut next_coords, &tile_start, &mut next_line);
     // Lines stacked on each other (no pairs along them) and short, as a C-order
-    // volume's lines along z are, where reading ahead is done in software: the input
-    // lines of the output line `PREFETCH_DISTANCE` bytes of input further on are asked
-    // for, `ahead_coords`. Read in stride order, such lines run on in memory but only a
+    // volume's lines along z are, where reading ahead is done in software
+    // (`reads_stacked_lines_ahead`): the input lines of the output line
+    // `read_ahead_bytes` of input further on are asked for, `ahead_coords`. Read in stride order, such lines run on in memory but only a
     // few cache lines at a time, in two or four streams far apart. One thread,
     // preallocated outputs, settings alternated in one process (Intel Xeon guest), 2 KiB
     // ahead against none: C-order 1024x1024x64 u8 2x2x1 averaging 20.5-21.2 against
@@ -632,9 +632,9 @@ fn reduce_level<S, R, T, K, KeepFn, RenderFn, const N: usize>(
     let lines_ahead = if plan.line_factor_position.is_none()
         && contiguous
         && line_bytes <= SHORT_LINE_BYTES
-        && reads_ahead_in_software(std::mem::size_of::<S>())
+        && reads_stacked_lines_ahead(std::mem::size_of::<S>())
     {
-        PREFETCH_DISTANCE.div_ceil(line_count * line_bytes)
+        read_ahead_bytes().div_ceil(line_count * line_bytes)
     } else {
         0
     };
@@ -1061,18 +1061,18 @@ pub(crate) fn fold_stacked_lines<S: Copy, A>(
 /// in software, `0` leaves it to the hardware prefetcher. Read once.
 pub const READ_AHEAD_ENV: &str = "TINYBRAIN_READ_AHEAD";
 
-/// Whether this CPU's line loops ask for every line of `element_bytes`-wide values
-/// ahead with prefetch instructions, or leave what they can to the hardware prefetcher:
-/// `READ_AHEAD_ENV` if set (for every width), else on Intel CPUs, and on AMD Zen 5 for
-/// values wider than a byte. Where set, loops that read lines one after the other
-/// (sums, min and max) read them ahead, the 2x2 mode rule reads its two lines side by
-/// side and ahead, 2x2x2 mode reads each line's next line ahead (on Zen 5 only short
-/// lines, see `reads_rows_ahead_line_by_line`), and short lines stacked on each other
-/// (C-order volumes) are read ahead by output line. Where not, the first read ahead
-/// nothing, the 2x2 rule reads a short upper line whole first, and 2x2x2 mode reads
-/// short lines' next row ahead in pairs of lines. The same code measured both ways
-/// (1024x1024x64 u8, 512x512x64 labels, one thread, preallocated outputs, builds or
-/// settings alternated in one process) went opposite ways on the bench's CPUs:
+/// Whether this CPU's line loops ask for lines ahead with prefetch instructions
+/// (`read_ahead_bytes` ahead), or leave what they can to the hardware prefetcher:
+/// `READ_AHEAD_ENV` if set, else on Intel CPUs and AMD Zen 5. Where set, loops that
+/// read lines one after the other (sums, min and max) read them ahead, the 2x2 mode
+/// rule reads its two lines side by side and ahead, 2x2x2 mode reads each line's next
+/// line ahead (on Zen 5 only short lines, see `reads_rows_ahead_line_by_line`), and
+/// short lines stacked on each other (C-order volumes) are read ahead by output line
+/// (on Zen 5 not bytes, see `reads_stacked_lines_ahead`). Where not, the first read
+/// ahead nothing, the 2x2 rule reads a short upper line whole first, and 2x2x2 mode
+/// reads short lines' next row ahead in pairs of lines. The same code measured both
+/// ways (1024x1024x64 u8, 512x512x64 labels, one thread, preallocated outputs, builds
+/// or settings alternated in one process) went opposite ways on the bench's CPUs:
 /// - AMD EPYC (Zen 4), without: u8 2x2x1 averaging 1.2-1.27x as fast, 2x2x2
 ///   1.08-1.12x, u16 1.06-1.09x, i32 1.08-1.12x, u8 max pooling 1.05-1.07x; 2x2 mode
 ///   of u64 labels 1.6-1.9x, 2x2x2 mode 1.12-1.25x.
@@ -1080,22 +1080,34 @@ pub const READ_AHEAD_ENV: &str = "TINYBRAIN_READ_AHEAD";
 ///   4 mips 1.3-1.35x, sparse 1.3-1.5x, u8 min and max pooling 1.3-1.6x, u16
 ///   1.13-1.14x, i32 1.2-1.3x, f32 within 2%; 2x2 mode of u64 and u32 labels
 ///   1.2-1.39x, 2x2x2 mode of u64 labels 1.31-1.34x.
-/// - AMD EPYC (Zen 5, family 26 model 2), with, for values wider than a byte: u16
-///   2x2x1 averaging 1.65-1.72x as fast (2x2x2 2.1x, 4 mips 1.5x, C order 1.15x), f32
-///   1.07-1.20x (C order 1.3x), i32 1.07-1.19x, u16 max and f32 min pooling 2.1x and
-///   1.5x; 2x2 mode of u64 labels 1.47-1.57x and of u32 labels 1.72-2.16x, 2x2x2 mode
-///   1.00-1.07x. u8 lines read ahead in software ran 0.88-0.97x as fast (2x2x1,
-///   2x2x2, sparse, C order), so they are left to the hardware.
+/// - AMD EPYC (Zen 5, family 26 model 2), with, for values wider than a byte (2 KiB
+///   ahead): u16 2x2x1 averaging 1.65-1.72x as fast (2x2x2 2.1x, 4 mips 1.5x, C order
+///   1.15x), f32 1.07-1.20x (C order 1.3x), i32 1.07-1.19x, u16 max and f32 min
+///   pooling 2.1x and 1.5x; 2x2 mode of u64 labels 1.47-1.57x and of u32 labels
+///   1.72-2.16x, 2x2x2 mode 1.00-1.07x. Bytes read 2 KiB ahead ran 0.88-0.97x as fast;
+///   7 KiB ahead (`FAR_PREFETCH_DISTANCE`), they gain too.
 ///
 /// Other x86 vendors and older AMD CPUs take the Zen 4 way (Zen 3 measured mixed:
 /// only 64-bit means gained, and they read ahead in software on every CPU); elsewhere
 /// there is no prefetch.
-pub(crate) fn reads_ahead_in_software(element_bytes: usize) -> bool {
-    match read_ahead_choice() {
-        ReadAheadChoice::Always => true,
-        ReadAheadChoice::Never => false,
-        ReadAheadChoice::WiderThanAByte => element_bytes > 1,
-    }
+pub(crate) fn reads_ahead_in_software() -> bool {
+    read_ahead_choice().in_software()
+}
+
+/// How far ahead of its use a line loop asks for a line, in bytes: further on Zen 5
+/// (`FAR_PREFETCH_DISTANCE`).
+pub(crate) fn read_ahead_bytes() -> usize {
+    read_ahead_choice().distance()
+}
+
+/// Whether short lines stacked on each other (see `reduce_level`) of `element_bytes`-wide
+/// values are read ahead in software: where lines are, except bytes on Zen 5. There,
+/// 2x2x1 averaging of C-order 1024x1024x64 volumes (lines of 64 values along z, one
+/// thread, preallocated outputs, settings alternated in separate processes) ran 7.3-7.8
+/// ms on u8 left to the hardware, 8.3-9.1 read ahead 1-8 KiB; u16 17.2-17.8 left to
+/// the hardware, 15.0 read 2 KiB ahead, 11.6-12.2 4-8 KiB ahead; f32 37-38, 27, 18-21.
+pub(crate) fn reads_stacked_lines_ahead(element_bytes: usize) -> bool {
+    read_ahead_choice().reads_stacked_lines_ahead(element_bytes)
 }
 
 /// Whether 2x2x2 mode, where it reads ahead in software, asks for each line's next
@@ -1118,15 +1130,37 @@ fn read_ahead_choice() -> ReadAheadChoice {
     })
 }
 
-/// Which lines `reads_ahead_in_software`.
+/// How this CPU reads lines ahead (`reads_ahead_in_software`, `read_ahead_bytes`).
 #[derive(Clone, Copy, Debug, PartialEq)]
 enum ReadAheadChoice {
+    /// In software, `PREFETCH_DISTANCE` ahead (Intel, and `READ_AHEAD_ENV=1`).
     Always,
+    /// Left to the hardware prefetcher where it can be.
     Never,
-    WiderThanAByte,
+    /// In software, `FAR_PREFETCH_DISTANCE` ahead (Zen 5).
+    FarAhead,
 }
 
 impl ReadAheadChoice {
+    fn in_software(self) -> bool {
+        self != ReadAheadChoice::Never
+    }
+
+    fn distance(self) -> usize {
+        match self {
+            ReadAheadChoice::FarAhead => FAR_PREFETCH_DISTANCE,
+            ReadAheadChoice::Always | ReadAheadChoice::Never => PREFETCH_DISTANCE,
+        }
+    }
+
+    fn reads_stacked_lines_ahead(self, element_bytes: usize) -> bool {
+        match self {
+            ReadAheadChoice::Always => true,
+            ReadAheadChoice::FarAhead => element_bytes > 1,
+            ReadAheadChoice::Never => false,
+        }
+    }
+
     fn of_this_cpu() -> Self {
         // Miri cannot run cpuid (inline assembly): under it, reading is left to the
         // hardware.
@@ -1155,7 +1189,7 @@ impl ReadAheadChoice {
         };
         match vendor {
             b"GenuineIntel" => ReadAheadChoice::Always,
-            b"AuthenticAMD" if family >= ZEN5_FAMILY => ReadAheadChoice::WiderThanAByte,
+            b"AuthenticAMD" if family >= ZEN5_FAMILY => ReadAheadChoice::FarAhead,
             _ => ReadAheadChoice::Never,
         }
     }
@@ -1166,6 +1200,16 @@ const ZEN5_FAMILY: u32 = 0x1a;
 
 /// How far ahead of its use a line is read into cache, in bytes.
 const PREFETCH_DISTANCE: usize = 2048;
+
+/// `PREFETCH_DISTANCE` on Zen 5, where 2 KiB ahead was not far enough: settings
+/// alternated in separate processes, one thread, preallocated outputs, the same
+/// distance for every line loop (ms, 2 KiB / 7 KiB / 8 KiB ahead): u16 2x2x1 averaging
+/// 6.2-6.6 / 4.6-4.7 / 4.5-4.8, u8 4 mips 4.3-4.5 / 3.3-3.4 / 3.3-3.4, u8 2x2x1
+/// 2.4-2.6 / - / 2.0-2.1, f32 10.8-10.9 / - / 9.3-9.5, i64 5.7-5.8 / 4.7 / 4.4-4.6,
+/// 2x2 mode of u32 labels 3.0-3.1 / 2.1-2.2 / 1.9-2.0, but of u64 labels 5.8-6.1 /
+/// 5.0-5.2 / 5.3-5.8 (6 KiB 4.9-5.4): 7 KiB, not 8, for those. 12-16 KiB gained no
+/// more and 32 KiB lost again.
+const FAR_PREFETCH_DISTANCE: usize = 7168;
 
 /// Where reading goes on after the input lines of one output line: the start of each
 /// of the next output line's input lines, in the same order. Line loops read
@@ -1182,6 +1226,8 @@ const PREFETCH_DISTANCE: usize = 2048;
 pub(crate) struct ReadAhead<S> {
     next: [*const S; MAX_LINES],
     in_software: bool,
+    /// `read_ahead_bytes`.
+    distance: usize,
 }
 
 /// Input lines of one output line, at most (2x2x2 blocks across lines).
@@ -1194,7 +1240,8 @@ impl<S> ReadAhead<S> {
         all[..L].copy_from_slice(&next);
         ReadAhead {
             next: all,
-            in_software: reads_ahead_in_software(std::mem::size_of::<S>()),
+            in_software: reads_ahead_in_software(),
+            distance: read_ahead_bytes(),
         }
     }
 
@@ -1207,7 +1254,8 @@ impl<S> ReadAhead<S> {
         }
         ReadAhead {
             next,
-            in_software: reads_ahead_in_software(std::mem::size_of::<S>()),
+            in_software: reads_ahead_in_software(),
+            distance: read_ahead_bytes(),
         }
     }
 
@@ -1231,6 +1279,7 @@ impl<S> ReadAhead<S> {
         ReadAhead {
             next: self.next.map(|p| p.cast::<W>()),
             in_software: self.in_software,
+            distance: self.distance,
         }
     }
 
@@ -1238,7 +1287,7 @@ impl<S> ReadAhead<S> {
     /// goes on in line j of the next output line.
     #[inline(always)]
     pub(crate) fn side_by_side(&self, lines: &[&[S]], j: usize) -> LineAhead<S> {
-        LineAhead::new(lines[j], self.next[j])
+        LineAhead::new(lines[j], self.next[j], self.distance)
     }
 
     /// Line `j` of `lines`, read after line j - 1: past its end, reading goes on in line
@@ -1246,8 +1295,13 @@ impl<S> ReadAhead<S> {
     /// read in turn are left to the hardware prefetcher.
     #[inline(always)]
     pub(crate) fn in_turn(&self, lines: &[&[S]], j: usize) -> Option<LineAhead<S>> {
-        self.in_software
-            .then(|| LineAhead::new(lines[j], lines.get(j + 1).map_or(self.next[0], |line| line.as_ptr())))
+        self.in_software.then(|| {
+            LineAhead::new(
+                lines[j],
+                lines.get(j + 1).map_or(self.next[0], |line| line.as_ptr()),
+                self.distance,
+            )
+        })
     }
 
     /// `side_by_side` for every one of `lines`, in order.
@@ -1303,6 +1357,8 @@ impl<S> PairAhead<S> {
 pub(crate) struct LineAhead<S> {
     line: *const S,
     len: usize,
+    /// How far ahead it is read, in elements.
+    distance: usize,
     /// Where reading goes on, less the line's length: element i past the line's start
     /// lies here + i once i reaches the length.
     then_from_start: *const S,
@@ -1310,10 +1366,11 @@ pub(crate) struct LineAhead<S> {
 
 impl<S> LineAhead<S> {
     #[inline(always)]
-    fn new(line: &[S], then: *const S) -> Self {
+    fn new(line: &[S], then: *const S, distance_bytes: usize) -> Self {
         LineAhead {
             line: line.as_ptr(),
             len: line.len(),
+            distance: distance_bytes / std::mem::size_of::<S>().max(1),
             then_from_start: then.wrapping_sub(line.len()),
         }
     }
@@ -1321,7 +1378,7 @@ impl<S> LineAhead<S> {
     /// The element `PREFETCH_DISTANCE` bytes past element `position`.
     #[inline(always)]
     fn ahead_of(&self, position: usize) -> *const S {
-        let ahead = position + PREFETCH_DISTANCE / std::mem::size_of::<S>().max(1);
+        let ahead = position + self.distance;
         let base = if ahead < self.len {
             self.line
         } else {
@@ -1459,11 +1516,11 @@ mod tests {
     }
 
     #[test]
-    fn zen_5_reads_values_wider_than_a_byte_ahead_older_amd_none_intel_all() {
+    fn zen_5_reads_far_ahead_older_amd_leaves_it_to_the_hardware_intel_reads_near() {
         // cpuid leaf 1 signatures: family 26 model 2 (Zen 5) as read off the bench's
         // guest; family 25 model 1 (Zen 3) and 17 (Zen 4); Intel family 6 model 167.
         let amd = b"AuthenticAMD";
-        assert_eq!(ReadAheadChoice::of(amd, 0x00b0_0f21), ReadAheadChoice::WiderThanAByte);
+        assert_eq!(ReadAheadChoice::of(amd, 0x00b0_0f21), ReadAheadChoice::FarAhead);
         assert_eq!(ReadAheadChoice::of(amd, 0x00a0_0f11), ReadAheadChoice::Never);
         assert_eq!(ReadAheadChoice::of(amd, 0x00a1_0f11), ReadAheadChoice::Never);
         assert_eq!(
@@ -1474,6 +1531,31 @@ mod tests {
             ReadAheadChoice::of(b"HygonGenuine", 0x0090_0f01),
             ReadAheadChoice::Never
         );
+    }
+
+    #[test]
+    fn each_choice_reads_its_own_distance_ahead_and_zen_5_leaves_stacked_bytes_to_the_hardware() {
+        use ReadAheadChoice::{Always, FarAhead, Never};
+        assert_eq!(
+            [Always, FarAhead, Never].map(ReadAheadChoice::in_software),
+            [true, true, false]
+        );
+        assert_eq!(Always.distance(), PREFETCH_DISTANCE);
+        assert_eq!(FarAhead.distance(), FAR_PREFETCH_DISTANCE);
+        for width in [1, 2, 4, 8] {
+            assert!(Always.reads_stacked_lines_ahead(width));
+            assert_eq!(FarAhead.reads_stacked_lines_ahead(width), width > 1);
+            assert!(!Never.reads_stacked_lines_ahead(width));
+        }
+        // A line loop asks for what lies the choice's distance ahead.
+        let data = [0u16; 8192];
+        let lines: [&[u16]; 1] = [&data[..]];
+        let ahead = ReadAhead {
+            distance: FAR_PREFETCH_DISTANCE,
+            ..ReadAhead::past_ends(&lines)
+        };
+        let far = FAR_PREFETCH_DISTANCE / 2;
+        assert_eq!(ahead.side_by_side(&lines, 0).ahead_of(3), data[3 + far..].as_ptr());
     }
 
     /// The line fold gives the same results whether it reads its lines ahead in software
@@ -1580,11 +1662,12 @@ mod tests {
 
     #[test]
     fn lines_read_side_by_side_go_on_in_their_own_next_line_and_lines_read_in_turn_in_the_following_one() {
-        let data = [0u8; 4096];
+        // Long enough for the farthest distance.
+        let data = vec![0u8; 4096 + FAR_PREFETCH_DISTANCE];
         let lines: [&[u8]; 2] = [&data[0..100], &data[100..200]];
         let next = [data[1000..].as_ptr(), data[2000..].as_ptr()];
         let ahead = ReadAhead::at(next);
-        let distance = PREFETCH_DISTANCE;
+        let distance = read_ahead_bytes();
         // Inside the line: ahead in the line itself.
         let long = [&data[..]];
         assert_eq!(

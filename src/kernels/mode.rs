@@ -49,7 +49,7 @@ impl<T: Element> BlockReducer<T, 4> for TwoByTwoRule {
     /// 1.3x, 4 KiB: 1.6x, 8 KiB: 1.4x), tied at 16 KiB and lost at 32 KiB and 256 KiB,
     /// where the old way already ran near the read bandwidth; reading it in 2-4 KiB
     /// pieces lost on lines up to 8 KiB. All that on an AMD EPYC: where lines are read
-    /// ahead in software (Intel; Zen 5 for labels wider than a byte; see
+    /// ahead in software (Intel; Zen 5; see
     /// `cascade::reads_ahead_in_software`), both lines are read side by side and ahead,
     /// 1.2-1.39x as fast there as reading first (Zen 5: 1.47-2.16x).
     #[inline(always)]
