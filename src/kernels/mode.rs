@@ -787,6 +787,39 @@ mod tests {
     /// mode), so that groups are decided by the first label, by two labels or by the
     /// full count, runs long enough for the two-label test to be skipped and tried again,
     /// and ragged tails left to the caller (checked untouched).
+    /// `load_thirds`, the loads `x86::windows` reads windows three values wide with:
+    /// lane i of vector k is value 3i + k, as a gather at offsets 3i reads it.
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn thirds_hold_every_third_value_in_lane_order() {
+        use std::arch::x86_64::{__m256i, _mm256_storeu_si256};
+        fn lanes<L: x86::Lanes + Default>(v: __m256i) -> Vec<L> {
+            let mut out = vec![L::default(); 32 / std::mem::size_of::<L>()];
+            // SAFETY: `out` holds 32 bytes; storeu has no alignment need.
+            unsafe { _mm256_storeu_si256(out.as_mut_ptr().cast(), v) };
+            out
+        }
+        fn check<L: x86::Lanes + Default + From<u8> + PartialEq + std::fmt::Debug>() {
+            let values: Vec<L> = (0..3 * L::BLOCKS as u8 + 4).map(|v| L::from(v * 7 + 1)).collect();
+            for start in 0..4 {
+                // SAFETY: AVX2 is available (checked below); 3 * BLOCKS values follow
+                // `start`.
+                let thirds = unsafe { L::load_thirds(values[start..].as_ptr()) };
+                for (k, third) in thirds.into_iter().enumerate() {
+                    let expected: Vec<L> = (0..L::BLOCKS).map(|i| values[start + 3 * i + k]).collect();
+                    assert_eq!(lanes::<L>(third), expected, "vector {k} from {start}");
+                    // SAFETY: as above; the gather reads the same values.
+                    let gathered = unsafe { L::gather(values[start + k..].as_ptr(), L::strided(3)) };
+                    assert_eq!(lanes::<L>(gathered), expected);
+                }
+            }
+        }
+        if std::arch::is_x86_feature_detected!("avx2") {
+            check::<u64>();
+            check::<u32>();
+        }
+    }
+
     #[test]
     fn runs_of_windows_agree_with_pairwise_counting() {
         runs_agree::<u64>(|l| l as u64 * 0x0101_0101_0101_0101);
