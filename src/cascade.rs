@@ -621,8 +621,9 @@ fn reduce_level<S, R, T, K, KeepFn, RenderFn, const N: usize>(
     // Lines stacked on each other (no pairs along them) and short, as a C-order
     // volume's lines along z are, where reading ahead is done in software
     // (`reads_stacked_lines_ahead`): the input lines of the output line
-    // `read_ahead_bytes` of input further on are asked for, `ahead_coords`. Read in stride order, such lines run on in memory but only a
-    // few cache lines at a time, in two or four streams far apart. One thread,
+    // `read_ahead_bytes` of input further on are asked for, `ahead_coords`. Read in
+    // stride order, such lines run on in memory but only a few cache lines at a time,
+    // in two or four streams far apart. One thread,
     // preallocated outputs, settings alternated in one process (Intel Xeon guest), 2 KiB
     // ahead against none: C-order 1024x1024x64 u8 2x2x1 averaging 20.5-21.2 against
     // 24.0-25.7 ms, 4 mips 25.4-26.9 against 36.0-36.8, u16 27.8-28.8 against
@@ -1213,7 +1214,7 @@ const FAR_PREFETCH_DISTANCE: usize = 7168;
 
 /// Where reading goes on after the input lines of one output line: the start of each
 /// of the next output line's input lines, in the same order. Line loops read
-/// `PREFETCH_DISTANCE` bytes ahead, and near the end of a line that is where the next
+/// `read_ahead_bytes` ahead, and near the end of a line that is where the next
 /// reads are. The memory right after a line is often not that: the lower line of a 2x2
 /// block follows the upper one in memory, but it is read side by side with it, and the
 /// memory after it is read only by the next output line's upper line. Asking for the
@@ -1375,7 +1376,7 @@ impl<S> LineAhead<S> {
         }
     }
 
-    /// The element `PREFETCH_DISTANCE` bytes past element `position`.
+    /// The element `distance` elements past element `position`.
     #[inline(always)]
     fn ahead_of(&self, position: usize) -> *const S {
         let ahead = position + self.distance;
@@ -1387,7 +1388,7 @@ impl<S> LineAhead<S> {
         base.wrapping_add(ahead)
     }
 
-    /// Asks for the `len` elements `PREFETCH_DISTANCE` bytes past element `position`,
+    /// Asks for the `len` elements `distance` elements past element `position`,
     /// into L1: a short way ahead of loads that follow soon. Into L2, as `prefetch`
     /// asks, mode of u32 labels ran 1.06-1.08x slower (and so did 2x2x1 averaging of
     /// f32, when its line fold still read ahead here).

@@ -780,13 +780,6 @@ mod tests {
         }
     }
 
-    /// Runs of windows counted side by side (`most_frequent_of_windows`) against the
-    /// plain pairwise count of each window, for every label width the kernel takes
-    /// (bit patterns only a bitwise compare tells apart among the floats), windows of
-    /// 1 to 32 values from 1, 2, 3, 5 or 40 labels (0 among them: background in sparse
-    /// mode), so that groups are decided by the first label, by two labels or by the
-    /// full count, runs long enough for the two-label test to be skipped and tried again,
-    /// and ragged tails left to the caller (checked untouched).
     /// `load_thirds`, the loads `x86::windows` reads windows three values wide with:
     /// lane i of vector k is value 3i + k, as a gather at offsets 3i reads it.
     #[cfg(target_arch = "x86_64")]
@@ -820,6 +813,13 @@ mod tests {
         }
     }
 
+    /// Runs of windows counted side by side (`most_frequent_of_windows`) against the
+    /// plain pairwise count of each window, for every label width the kernel takes
+    /// (bit patterns only a bitwise compare tells apart among the floats), windows of
+    /// 1 to 32 values from 1, 2, 3, 5 or 40 labels (0 among them: background in sparse
+    /// mode), so that groups are decided by the first label, by two labels or by the
+    /// full count, runs long enough for the two-label test to be skipped and tried again,
+    /// and ragged tails left to the caller (checked untouched).
     #[test]
     fn runs_of_windows_agree_with_pairwise_counting() {
         runs_agree::<u64>(|l| l as u64 * 0x0101_0101_0101_0101);
