@@ -41,6 +41,7 @@ AVX2_TESTS=(
     kernels::average::tests::shifted_render_of_u16_into_u8_matches_the_scalar_rendering
     kernels::average::tests::packed_byte_means_match_the_scalar_division
     kernels::mode::tests::the_avx2_kernels_take_whole_vectors_where_the_cpu_has_avx2
+    kernels::mode::tests::thirds_hold_every_third_value_in_lane_order
     sink::transpose::tests::gathers_wide_only_8_byte_elements_with_avx2
 )
 # Every 17th call of the hostile-input sweep, the C ABI's other hostile tests, and the
