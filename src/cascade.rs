@@ -1223,7 +1223,8 @@ const FAR_PREFETCH_DISTANCE: usize = 7168;
 ///
 /// The addresses are only ever prefetched, never read, so a wrong guess costs time only.
 ///
-/// It also carries this CPU's choice of how to read ahead (`reads_ahead_in_software`).
+/// It also carries this CPU's choice of how to read ahead: whether in software
+/// (`reads_ahead_in_software`) and how far (`read_ahead_bytes`).
 pub(crate) struct ReadAhead<S> {
     next: [*const S; MAX_LINES],
     in_software: bool,
