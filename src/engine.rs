@@ -802,8 +802,19 @@ const ROWS_IN_ONE_SET_TO_CHUNK: usize = 16;
 /// Chunks are handed to the reduction as slices on the stack, at most this many.
 const MAX_CHUNKED_ROWS: usize = 64;
 
-/// Bytes of each row in one chunk (4x4x4 u64 windows: 8 of them).
-const CHUNK_BYTES: usize = 256;
+/// Bytes of each row in one chunk (4x4x4 u64 windows: 12 of them). At 256 bytes
+/// (a 4 KiB chunk for 16 rows), exact 4x4x4 mode of the bench's realistic labels on Zen 5
+/// (one thread) ran at one of two speeds, about 9 or 14 ms per call, flipping between
+/// them within one process, its addresses unchanged, after a fraction of a second or
+/// after tens of seconds, for minutes at a time and then not at all; the cause was not
+/// found. Where 256 took the slow speed in 26 of 39, 18 of 53 and 16 of 52 periods of
+/// five calls (three stretches, the sizes alternated period by period in one process),
+/// 384 took it in 0 of 105 periods and 512 in 2 of 144 (1 and 2 KiB in 0 of 39, but
+/// 1.17x and 1.36x slower throughout). Outside those stretches, 384 against 256,
+/// medians over 12-15 s: one thread, 4x4x4 realistic 1.02-1.04x as fast, random 1.00x,
+/// sparse 1.02x, 2x2x8 1.02x, 4x4x8 0.98x; two threads 1.00x, 0.99x, 0.98x (4x4x4,
+/// sparse, 4x4x8).
+const CHUNK_BYTES: usize = 384;
 
 /// The largest number of `rows` whose first values share a first-level cache set.
 fn most_rows_in_one_cache_set<S>(rows: &[&[S]]) -> usize {
