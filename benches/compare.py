@@ -16,6 +16,10 @@ on the machine hits every column alike):
   caller's and the machine's (on the 2-vCPU Zen 5 VM, a 2 MiB page first touched on the
   second vCPU took 4.5-5 ms against 0.1 ms on the first, so the allocating two-thread
   call was at times slower than one thread);
+- a probe of the machine's two cores, in the same runs: sha256 of 8 MiB on one thread,
+  and on two threads at once (`cores_probe`). On the 2-vCPU guests two threads did not
+  always get two cores' worth of compute; the table gives what they got, so a low
+  two-thread figure can be told from a machine that was not giving two cores;
 - tinybrain 1.7.0 (called as a black box);
 - a memcpy roofline: np.copyto of (input + output) bytes into a preallocated array,
   reported, like every other column, as input megavoxels per second (MVx/s);
@@ -53,6 +57,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass, field
 
@@ -557,6 +562,30 @@ def read_input(arr):
     return lambda: np.bitwise_or.reduce(words)
 
 
+PROBE_BYTES = bytes(8 << 20)
+
+
+def cores_probe(threads):
+    """Compute-only work, the same on each of `threads` threads at once: sha256 of 8 MiB
+    (hashlib lets go of the GIL), about 4 ms. Two threads take as long as one where the
+    machine runs them on two cores; on the 2-vCPU Zen 5 guest they sometimes took twice
+    as long, both busy all the while (the two vCPUs on one core's worth of compute),
+    and our two-thread calls then ran no faster than one thread either."""
+    def work():
+        hashlib.sha256(PROBE_BYTES).digest()
+
+    if threads == 1:
+        return work
+
+    def together():
+        helper = threading.Thread(target=work)
+        helper.start()
+        work()
+        helper.join()
+
+    return together
+
+
 def timed(fn):
     t0 = time.perf_counter()
     c0 = time.process_time()
@@ -579,6 +608,10 @@ class Result:
     others: float = 0.0  # cores busy with other processes during the timed runs
     steal: float = 0.0
 
+    def cores(self):
+        """How many cores' worth of compute two threads got in this path's runs."""
+        return 2 * self.wall["cores1"] / self.wall["cores2"]
+
     def mvx(self, col):
         t = self.wall.get(col)
         return self.voxels / t / 1e6 if t else None
@@ -598,6 +631,8 @@ def run_case(tbc, arrays, case, runs, roofline):
         "ours2_out": (2, lambda: ours_call(tbc, case, arr, out=prealloc)),
         "memcpy": (None, roofline.fn(res.nbytes)),
         "read": (None, read_input(arr)),
+        "cores1": (None, cores_probe(1)),
+        "cores2": (None, cores_probe(2)),
     }
 
     # warm-up: one call of each; ours and tinybrain checked on these results
@@ -718,12 +753,14 @@ def ratio(a, b):
 def print_tables(results):
     print("\nThroughput: input megavoxels per second (MVx/s, median of wall times). ours = "
           "the tinybrain-style call (allocates its outputs, as tinybrain does); out= = ours "
-          "into preallocated outputs; 2t / 1t = 2 threads over 1, both out=; 'same, CPU time' = tinybrain's CPU seconds per "
-          "call / ours at 1 thread (less sensitive to load); read = one pass reading the "
+          "into preallocated outputs; 2t / 1t = 2 threads over 1, both out=; 2-core probe = "
+          "the compute two threads got in this row's runs, in cores (sha256 on 1 and on 2 "
+          "threads: 2.00x where two cores were there, 1.00x where the machine gave one core's "
+          "worth); 'same, CPU time' = tinybrain's CPU seconds per call / ours at 1 thread (less sensitive to load); read = one pass reading the "
           "input and writing nothing (numpy), about the bound on any call; read / tb = the "
           "ratio to tinybrain of that pass alone.\n")
     head = ["path", "ours 1t", "ours 1t out=", "ours 2t", "ours 2t out=", "tinybrain", "ours 1t / tb",
-            "same, CPU time", "2t / 1t", "memcpy", "ours 1t / memcpy", "read", "read / tb",
+            "same, CPU time", "2t / 1t", "2-core probe", "memcpy", "ours 1t / memcpy", "read", "read / tb",
             "ours 1t / read", "check"]
     rows = []
     for r in results:
@@ -739,7 +776,7 @@ def print_tables(results):
             tb_s, rat, ceiling = fmt(tb), ratio(o1, tb), ratio(rd, tb)
             rat_cpu = ratio(r.cpu["tb"], r.cpu["ours1"])
         rows.append([r.case.name, fmt(o1), fmt(o1o), fmt(o2), fmt(o2o), tb_s, rat, rat_cpu,
-                     ratio(o2o, o1o), fmt(m), f"{o1 / m:.0%}", fmt(rd), ceiling, f"{o1 / rd:.0%}",
+                     ratio(o2o, o1o), ratio(r.cores(), 1), fmt(m), f"{o1 / m:.0%}", fmt(rd), ceiling, f"{o1 / rd:.0%}",
                      r.check])
     print_markdown(head, rows)
 
@@ -748,8 +785,7 @@ def print_tables(results):
           "busy. 'other load': cores kept busy by other processes during this path's timed "
           "runs (/proc/stat; 2 cores means the 2-thread figures cannot be trusted).\n")
     head = ["path", "voxels", "in+out MiB", "ours 1t", "ours 1t out=", "ours 2t", "ours 2t out=",
-            "tinybrain",
-            "memcpy", "read", "other load"]
+            "tinybrain", "memcpy", "read", "other load"]
     rows = []
     for r in results:
         def cell(col):
@@ -827,7 +863,9 @@ def evaluate(results, rss):
         if o1o < m:
             got = o2o / o1o
             lines.append(f"{r.case.name}: 2 threads {got:.2f}x of 1 thread, out= (1 thread at "
-                         f"{o1o / m:.0%} of roofline), target >= 1.7x: {verdict(got >= 1.7)}")
+                         f"{o1o / m:.0%} of roofline), target >= 1.7x: {verdict(got >= 1.7)}; "
+                         f"two compute-only threads got {r.cores():.2f} cores in these runs" +
+                         (" (the machine's two cores were not there)" if r.cores() < 1.7 else ""))
     if rss:
         for which, d in rss.items():
             if d is None:
