@@ -1240,11 +1240,7 @@ impl<S> ReadAhead<S> {
     pub(crate) fn at<const L: usize>(next: [*const S; L]) -> Self {
         let mut all = [std::ptr::null(); MAX_LINES];
         all[..L].copy_from_slice(&next);
-        ReadAhead {
-            next: all,
-            in_software: reads_ahead_in_software(),
-            distance: read_ahead_bytes(),
-        }
+        Self::going_on_at(all)
     }
 
     /// Reading goes on right after each line, in memory: the guess when nothing better
@@ -1254,6 +1250,12 @@ impl<S> ReadAhead<S> {
         for (next, line) in next.iter_mut().zip(lines) {
             *next = line.as_ptr_range().end;
         }
+        Self::going_on_at(next)
+    }
+
+    /// Reading goes on at `next[j]` after line j, in the way and as far ahead as this
+    /// CPU reads.
+    fn going_on_at(next: [*const S; MAX_LINES]) -> Self {
         ReadAhead {
             next,
             in_software: reads_ahead_in_software(),
