@@ -77,8 +77,12 @@ impl<T: Element> BlockReducer<T, 4> for TwoByTwoRule {
 
 impl TwoByTwoRule {
     /// The row of blocks; the lines are read ahead in software only with `ahead`.
-    /// 32- and 64-bit labels go through the AVX2 kernel, a vector of blocks at a time;
-    /// whatever it leaves (the row's tail, other widths, other CPUs) pair by pair.
+    /// Labels of one, four and eight bytes go through the AVX2 kernel, a vector of
+    /// blocks at a time; whatever it leaves (the row's tail, u16 labels, other CPUs)
+    /// pair by pair, in code the compiler vectorises. Against that, in lanes of their
+    /// width (1024x1024x64 labels, preallocated outputs, builds alternated in one
+    /// process, Zen 5): u8 1.30-1.34x as fast on one thread, 0.90-1.03x on two; u16
+    /// 0.88-0.91x on one (sparse 1.18-1.24x) and 0.97-1.03x on two (sparse 0.87-0.88x).
     #[inline(always)]
     fn reduce_rows<T: Element>(
         &self,
@@ -89,6 +93,15 @@ impl TwoByTwoRule {
     ) {
         #[cfg(target_arch = "x86_64")]
         let done = match std::mem::size_of::<T>() {
+            1 => with_label_words::<T, u8, 2>(lines, results, |lines, results| {
+                x86::two_by_two(
+                    position,
+                    lines,
+                    ahead.map(ReadAhead::cast).as_ref(),
+                    results,
+                    self.sparse,
+                )
+            }),
             4 => with_label_words::<T, u32, 2>(lines, results, |lines, results| {
                 x86::two_by_two(
                     position,
@@ -209,17 +222,25 @@ impl<T: Element> BlockReducer<T, 8> for MostFrequentOfEight {
     fn reduce_line_pairs(&self, lines: &[&[T]], ahead: &ReadAhead<T>, results: &mut [T]) {
         self.reduce_line_pairs_at(0, lines, ahead, results);
     }
-    /// 32- and 64-bit labels go through the AVX2 kernel, a vector of blocks at a time,
+    /// Labels of every width go through the AVX2 kernel, a vector of blocks at a time,
     /// with the line along any of the three axes (a C-order volume's lines run along
-    /// the last); whatever it leaves (the row's tail, other widths, other CPUs) block by
-    /// block. Block by block before: 2x2x2 mode of C-order 512x512x64 labels (lines
-    /// along the third axis), one thread, preallocated outputs, builds alternated in one
-    /// process (Intel Xeon guest): u64 38.1-38.5 -> 17.6-18.2 ms, u32 34.4-35.2 ->
-    /// 11.4-11.7.
+    /// the last); whatever it leaves (the row's tail, other CPUs) block by block. Block
+    /// by block, 2x2x2 mode of u8 and u16 labels ran at a tenth of u32's speed or less
+    /// (512x512x64, 50 ids, one thread, Zen 5: 690 and 790 MVx/s against 8,600; in
+    /// lanes of their width 26,800 and 14,200). Block by block before: 2x2x2 mode of
+    /// C-order 512x512x64 labels (lines along the third axis), one thread, preallocated
+    /// outputs, builds alternated in one process (Intel Xeon guest): u64 38.1-38.5 ->
+    /// 17.6-18.2 ms, u32 34.4-35.2 -> 11.4-11.7.
     #[inline(always)]
     fn reduce_line_pairs_at(&self, position: usize, lines: &[&[T]], ahead: &ReadAhead<T>, results: &mut [T]) {
         #[cfg(target_arch = "x86_64")]
         let done = match std::mem::size_of::<T>() {
+            1 => with_label_words::<T, u8, 4>(lines, results, |lines, results| {
+                x86::most_frequent_of_eight(position, lines, &ahead.cast(), results, self.sparse)
+            }),
+            2 => with_label_words::<T, u16, 4>(lines, results, |lines, results| {
+                x86::most_frequent_of_eight(position, lines, &ahead.cast(), results, self.sparse)
+            }),
             4 => with_label_words::<T, u32, 4>(lines, results, |lines, results| {
                 x86::most_frequent_of_eight(position, lines, &ahead.cast(), results, self.sparse)
             }),
@@ -248,11 +269,12 @@ fn with_label_words<T: Element, W: x86::Lanes, const LINES: usize>(
         std::mem::size_of::<T>() == std::mem::size_of::<W>() && std::mem::align_of::<T>() == std::mem::align_of::<W>()
     );
     assert!(lines.len() == LINES);
-    // SAFETY: Element is sealed; its types of W's size (u32, i32, f32 for u32; u64, i64,
-    // f64 for u64) are plain data with W's size and alignment (asserted), valid for
-    // every bit pattern, and their `to_bits` is the reinterpretation as W. So the
-    // words compare as the labels' bits do, and every word the kernel writes, a copy
-    // of an input word, is a valid T. The views cover the same memory as the slices.
+    // SAFETY: Element is sealed; its types of W's size (u8, i8 for u8; u16, i16 for u16;
+    // u32, i32, f32 for u32; u64, i64, f64 for u64) are plain data with W's size and
+    // alignment (asserted), valid for every bit pattern, and their `to_bits` is the
+    // reinterpretation as W. So the words compare as the labels' bits do, and every
+    // word the kernel writes, a copy of an input word, is a valid T. The views cover
+    // the same memory as the slices.
     let words: [&[W]; LINES] =
         std::array::from_fn(|j| unsafe { std::slice::from_raw_parts(lines[j].as_ptr().cast::<W>(), lines[j].len()) });
     let results = unsafe { std::slice::from_raw_parts_mut(results.as_mut_ptr().cast::<W>(), results.len()) };
@@ -337,7 +359,7 @@ fn widened_rows<T: Element, B: Copy + Into<u32> + TryFrom<u32>>(
 /// width (see `with_label_words`).
 #[cfg(target_arch = "x86_64")]
 #[inline(always)]
-fn rows_as_words<T: Element, W: x86::Lanes>(run: &WindowRun<'_, T>, out: &mut [T], sparse: bool) -> usize {
+fn rows_as_words<T: Element, W: x86::WindowLanes>(run: &WindowRun<'_, T>, out: &mut [T], sparse: bool) -> usize {
     assert!(
         std::mem::size_of::<T>() == std::mem::size_of::<W>() && std::mem::align_of::<T>() == std::mem::align_of::<W>()
     );
@@ -358,7 +380,12 @@ fn rows_as_words<T: Element, W: x86::Lanes>(run: &WindowRun<'_, T>, out: &mut [T
 /// run's next rows ahead.
 #[cfg(target_arch = "x86_64")]
 #[inline(always)]
-fn count_windows<T: Element, W: x86::Lanes>(run: &WindowRun<'_, T>, words: &[&[W]], results: &mut [W], sparse: bool) {
+fn count_windows<T: Element, W: x86::WindowLanes>(
+    run: &WindowRun<'_, T>,
+    words: &[&[W]],
+    results: &mut [W],
+    sparse: bool,
+) {
     let read_ahead = |position: usize| run.read_ahead(position, W::BLOCKS * run.width);
     // SAFETY: the CPU has AVX2 (checked by `most_frequent_of_windows`' caller).
     unsafe {
@@ -481,13 +508,15 @@ const PAIR_LANES: usize = 16;
 const FEW_LABELS: usize = 9;
 
 /// The most frequent value (ties to the one seen first), with every value counted
-/// against the window at once: 32- and 64-bit labels in AVX2 registers (see
-/// `x86::first_most_frequent`), the others in the same order value by value. Of
-/// `values[..len]`: when `values` runs on to a whole number of vector pairs past
-/// `len`, 32- and 64-bit labels are read where they are; otherwise they are copied to
-/// the stack, in an array of `CAP` (a multiple of `PAIR_LANES`, at least `len`). (The copy, of a
-/// length known only at run time, was a call to memmove: a tenth of exact 3x3x3 mode of
-/// random labels.)
+/// against the window at once: in AVX2 registers (see `x86::first_most_frequent`),
+/// labels of one and two bytes widened to u32; value by value in the same order
+/// without AVX2. Of `values[..len]`: when `values` runs on to a whole number of vector
+/// pairs past `len`, 32- and 64-bit labels are read where they are; otherwise they are
+/// copied to the stack, in an array of `CAP` (a multiple of `PAIR_LANES`, at least
+/// `len`). (The copy, of a length known only at run time, was a call to memmove: a
+/// tenth of exact 3x3x3 mode of random labels.) Counted value by value, exact 4x4x4
+/// mode of random u8 and u16 labels ran 2.3-2.7x and 3.3-3.5x slower (512x512x64, 50
+/// ids, one thread, Zen 5, dense and sparse).
 #[inline(always)]
 fn most_frequent_all_pairs<T: Element, const CAP: usize>(values: &[T], len: usize, sparse: bool) -> T {
     let zero = T::Bits::default();
@@ -502,6 +531,19 @@ fn most_frequent_all_pairs<T: Element, const CAP: usize>(values: &[T], len: usiz
         }
     }
     let values = &values[..len];
+    if std::mem::size_of::<T>() < 4 {
+        // Labels of one or two bytes are counted zero-extended to u32 (one-to-one on
+        // their bits), value by value otherwise.
+        let mut words = [0u32; CAP];
+        for (w, v) in words.iter_mut().zip(values) {
+            let bits: u64 = v.to_bits().into();
+            *w = bits as u32;
+        }
+        // SAFETY: the words are u32.
+        if let Some(first) = unsafe { first_most_frequent_in_lanes(&words, len, sparse) } {
+            return first.map_or_else(T::default, |i| values[i]);
+        }
+    }
     let mut bits = [zero; CAP];
     for (b, v) in bits.iter_mut().zip(values) {
         *b = v.to_bits();
@@ -753,31 +795,45 @@ mod tests {
         all_rows_agree_with_block_rules::<f64>(&[0.0, -0.0, nan_f64[0], nan_f64[1], 1.0, -1.0, 2.5, 3.0, 4.0, 5.0]);
         all_rows_agree_with_block_rules::<u8>(&[0, 1, 2, 3, 255, 5, 6, 7, 8, 9]);
         all_rows_agree_with_block_rules::<u16>(&[0, 1, 2, 3, u16::MAX, 5, 6, 7, 8, 9]);
+        all_rows_agree_with_block_rules::<i8>(&[0, -1, 1, i8::MIN, i8::MAX, 2, 3, 4, 5, 6]);
+        all_rows_agree_with_block_rules::<i16>(&[0, -1, 1, i16::MIN, i16::MAX, 2, 3, 4, 5, 6]);
     }
 
     /// The test above compares the kernels with the block rules only where the kernels run.
     #[cfg(target_arch = "x86_64")]
     #[test]
     fn the_avx2_kernels_take_whole_vectors_where_the_cpu_has_avx2() {
-        let line = [7u64; 18];
-        let lines: [&[u64]; 4] = [&line; 4];
-        let expected = if std::arch::is_x86_feature_detected!("avx2") {
-            8
-        } else {
-            0
-        };
-        for sparse in [false, true] {
-            let mut results = [0u64; 9];
-            let done = x86::most_frequent_of_eight(0, &lines, &ReadAhead::past_ends(&lines), &mut results, sparse);
-            assert_eq!(done, expected);
-            assert!(results[..done].iter().all(|&v| v == 7));
-            for ahead in [None, Some(&ReadAhead::past_ends(&lines[..2]))] {
-                let mut results = [0u64; 9];
-                let done = x86::two_by_two(0, &lines[..2], ahead, &mut results, sparse);
+        // The 2x2 kernel does not run on u16 labels (`TwoByTwoRule::reduce_rows`).
+        fn check<L: x86::Lanes + From<u8> + PartialEq>(two_by_two: bool) {
+            // Two vectors' worth of blocks and one more.
+            let blocks = 2 * L::BLOCKS + 1;
+            let line = vec![L::from(7); 2 * blocks];
+            let lines: [&[L]; 4] = [&line; 4];
+            let expected = if std::arch::is_x86_feature_detected!("avx2") {
+                2 * L::BLOCKS
+            } else {
+                0
+            };
+            for sparse in [false, true] {
+                let mut results = vec![L::from(0); blocks];
+                let done = x86::most_frequent_of_eight(0, &lines, &ReadAhead::past_ends(&lines), &mut results, sparse);
                 assert_eq!(done, expected);
-                assert!(results[..done].iter().all(|&v| v == 7));
+                assert!(results[..done].iter().all(|&v| v == L::from(7)));
+                if !two_by_two {
+                    continue;
+                }
+                for ahead in [None, Some(&ReadAhead::past_ends(&lines[..2]))] {
+                    let mut results = vec![L::from(0); blocks];
+                    let done = x86::two_by_two(0, &lines[..2], ahead, &mut results, sparse);
+                    assert_eq!(done, expected);
+                    assert!(results[..done].iter().all(|&v| v == L::from(7)));
+                }
             }
         }
+        check::<u64>(true);
+        check::<u32>(true);
+        check::<u16>(false);
+        check::<u8>(true);
     }
 
     /// `load_thirds`, the loads `x86::windows` reads windows three values wide with:
@@ -786,13 +842,13 @@ mod tests {
     #[test]
     fn thirds_hold_every_third_value_in_lane_order() {
         use std::arch::x86_64::{__m256i, _mm256_storeu_si256};
-        fn lanes<L: x86::Lanes + Default>(v: __m256i) -> Vec<L> {
+        fn lanes<L: x86::WindowLanes + Default>(v: __m256i) -> Vec<L> {
             let mut out = vec![L::default(); 32 / std::mem::size_of::<L>()];
             // SAFETY: `out` holds 32 bytes; storeu has no alignment need.
             unsafe { _mm256_storeu_si256(out.as_mut_ptr().cast(), v) };
             out
         }
-        fn check<L: x86::Lanes + Default + From<u8> + PartialEq + std::fmt::Debug>() {
+        fn check<L: x86::WindowLanes + Default + From<u8> + PartialEq + std::fmt::Debug>() {
             let values: Vec<L> = (0..3 * L::BLOCKS as u8 + 4).map(|v| L::from(v * 7 + 1)).collect();
             for start in 0..4 {
                 // SAFETY: AVX2 is available (checked below); 3 * BLOCKS values follow
@@ -930,8 +986,8 @@ mod tests {
     /// Every counting path against the plain pairwise count, on windows of 1 to 80
     /// values drawn from 2 to 40 labels (so both sides of FEW_LABELS, early and late
     /// stops, the all-pairs counts of every capacity, and the sort are all reached),
-    /// as u8, u16, u32 and u64 labels (the AVX2 all-pairs count takes the last two; the
-    /// others go value by value) and as f64 labels (-0.0 is a label of its own, not
+    /// as u8, u16, u32 and u64 labels (the AVX2 all-pairs count takes all four, the first
+    /// two widened to u32) and as f64 labels (-0.0 is a label of its own, not
     /// background).
     #[test]
     fn every_counting_path_agrees_with_pairwise_counting() {

@@ -470,7 +470,9 @@ def test_all_ones_factor(rng, op, dtype):
 # Mode pooling: where we match
 
 
-MODE_2X2_SHAPES = [(8, 8), (9, 7), (5, 7, 3), (6, 6, 2, 3), (33, 31, 2), (2, 2), (3, 3), (1, 1)]
+# (133, 9): rows of 67 blocks, which fill whole AVX2 vectors of u8 labels (32 blocks)
+# and leave a tail; (33, 31, 2) does so for 32- and 64-bit labels.
+MODE_2X2_SHAPES = [(8, 8), (9, 7), (5, 7, 3), (6, 6, 2, 3), (33, 31, 2), (133, 9), (2, 2), (3, 3), (1, 1)]
 
 
 @pytest.mark.parametrize("dtype", ALL)
@@ -523,9 +525,12 @@ def test_mode_2x2_tie_blocks(dtype):
     assert_mips(subject.run("segmentation", img, (2, 2), 1), expected)
 
 
-# (37, 6, 4): rows of 18 and then 9 blocks, so 32- and 64-bit labels fill whole AVX2
-# vectors (8 and 4 blocks) and leave a tail to the scalar rule.
-MODE_2X2X2_SHAPES = [(4, 4, 4), (5, 7, 3), (6, 6, 6), (2, 2, 2), (3, 3, 3), (9, 8, 7), (6, 5, 4, 1), (37, 6, 4)]
+# (37, 6, 4): rows of 18 and then 9 blocks, so 16-, 32- and 64-bit labels fill whole
+# AVX2 vectors (16, 8 and 4 blocks) and leave a tail to the scalar rule; (133, 6, 4),
+# rows of 67 and 34 blocks, does so for 8-bit labels (32 blocks) too.
+MODE_2X2X2_SHAPES = [
+    (4, 4, 4), (5, 7, 3), (6, 6, 6), (2, 2, 2), (3, 3, 3), (9, 8, 7), (6, 5, 4, 1), (37, 6, 4), (133, 6, 4),
+]
 
 
 @pytest.mark.parametrize("dtype", ALL)
