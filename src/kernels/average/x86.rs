@@ -12,19 +12,22 @@
 
 use crate::cascade::ReadAhead;
 use std::arch::x86_64::{
-    __m256i, _mm256_add_epi16, _mm256_and_si256, _mm256_blendv_epi8, _mm256_broadcastsi128_si256, _mm256_cmpgt_epi16,
-    _mm256_loadu_si256, _mm256_madd_epi16, _mm256_maddubs_epi16, _mm256_min_epu8, _mm256_mulhi_epu16, _mm256_or_si256,
-    _mm256_packus_epi16, _mm256_packus_epi32, _mm256_permute4x64_epi64, _mm256_set1_epi16, _mm256_set1_epi32,
-    _mm256_set1_epi8, _mm256_shuffle_epi8, _mm256_sll_epi16, _mm256_slli_epi16, _mm256_srl_epi16, _mm256_storeu_si256,
-    _mm256_testz_si256, _mm_cvtsi32_si128, _mm_loadu_si128,
+    __m128i, __m256i, _mm256_add_epi16, _mm256_and_si256, _mm256_blendv_epi8, _mm256_broadcastsi128_si256,
+    _mm256_cmpgt_epi16, _mm256_loadu_si256, _mm256_madd_epi16, _mm256_maddubs_epi16, _mm256_min_epu8,
+    _mm256_mulhi_epu16, _mm256_or_si256, _mm256_packus_epi16, _mm256_packus_epi32, _mm256_permute4x64_epi64,
+    _mm256_set1_epi16, _mm256_set1_epi32, _mm256_set1_epi8, _mm256_shuffle_epi8, _mm256_sll_epi16, _mm256_slli_epi16,
+    _mm256_sra_epi16, _mm256_srai_epi16, _mm256_srl_epi16, _mm256_storeu_si256, _mm256_testz_si256, _mm_cvtsi32_si128,
+    _mm_loadu_si128,
 };
 
 /// Results per vector: 16 lanes of 16 bits, from 32 bytes of each line.
 const LANES: usize = 16;
 
 /// Writes results 0 .. 16 * (results.len() / 16): result x is the sum over `lines`, in
-/// wrapping u16 arithmetic, of pack(line[2x]) + pack(line[2x + 1]), where pack(v) is v,
-/// plus (v != 0) << count_shift when `COUNTING` (`PackedMean::pack` for u16). The
+/// wrapping u16 arithmetic, of pack(line[2x]) + pack(line[2x + 1]), where pack(v) is v
+/// (the byte taken as an i8 when `SIGNED`, for the i16 sums of an i8 pyramid, whose
+/// wrapping sums are the same bits), plus (v != 0) << count_shift when `COUNTING`
+/// (`PackedMean::pack` for u16; unsigned bytes only). The
 /// first line starts the totals from zero. Integer sums do not depend on their order,
 /// so the totals are those of adding the values one by one. Returns the number of
 /// results written; the caller does the rest.
@@ -36,12 +39,13 @@ const LANES: usize = 16;
 /// # Safety
 /// AVX2 is available.
 #[target_feature(enable = "avx2")]
-pub(super) unsafe fn byte_pair_sums<const COUNTING: bool>(
+pub(super) unsafe fn byte_pair_sums<const SIGNED: bool, const COUNTING: bool>(
     lines: &[&[u8]],
     ahead: &ReadAhead<u8>,
     results: &mut [u16],
     count_shift: u32,
 ) -> usize {
+    const { assert!(!(SIGNED && COUNTING), "counts are packed into unsigned sums only") };
     let done = results.len() / LANES * LANES;
     for (index, line) in lines.iter().enumerate() {
         let results = &mut results[..done];
@@ -49,14 +53,18 @@ pub(super) unsafe fn byte_pair_sums<const COUNTING: bool>(
         // SAFETY: AVX2 is available (this function's contract).
         unsafe {
             match (index == 0, ahead.in_turn(lines, index)) {
-                (true, Some(line_ahead)) => add_byte_pairs::<COUNTING, true>(line, results, count_shift, |at| {
-                    line_ahead.prefetch(at, 4 * LANES)
-                }),
-                (false, Some(line_ahead)) => add_byte_pairs::<COUNTING, false>(line, results, count_shift, |at| {
-                    line_ahead.prefetch(at, 4 * LANES)
-                }),
-                (true, None) => add_byte_pairs::<COUNTING, true>(line, results, count_shift, |_| {}),
-                (false, None) => add_byte_pairs::<COUNTING, false>(line, results, count_shift, |_| {}),
+                (true, Some(line_ahead)) => {
+                    add_byte_pairs::<SIGNED, COUNTING, true>(line, results, count_shift, |at| {
+                        line_ahead.prefetch(at, 4 * LANES)
+                    })
+                }
+                (false, Some(line_ahead)) => {
+                    add_byte_pairs::<SIGNED, COUNTING, false>(line, results, count_shift, |at| {
+                        line_ahead.prefetch(at, 4 * LANES)
+                    })
+                }
+                (true, None) => add_byte_pairs::<SIGNED, COUNTING, true>(line, results, count_shift, |_| {}),
+                (false, None) => add_byte_pairs::<SIGNED, COUNTING, false>(line, results, count_shift, |_| {}),
             }
         }
     }
@@ -74,7 +82,7 @@ pub(super) unsafe fn byte_pair_sums<const COUNTING: bool>(
 /// AVX2 is available.
 #[target_feature(enable = "avx2")]
 #[inline]
-unsafe fn add_byte_pairs<const COUNTING: bool, const FIRST: bool>(
+unsafe fn add_byte_pairs<const SIGNED: bool, const COUNTING: bool, const FIRST: bool>(
     line: &[u8],
     results: &mut [u16],
     count_shift: u32,
@@ -88,8 +96,14 @@ unsafe fn add_byte_pairs<const COUNTING: bool, const FIRST: bool>(
         // SAFETY: callers pass x + 16 <= done, so 2x + 32 <= line.len() (asserted);
         // loadu has no alignment need.
         let bytes = unsafe { _mm256_loadu_si256(line.as_ptr().add(2 * x).cast()) };
-        // Unsigned bytes times signed ones: v0 + v1 <= 510, far from saturating.
-        let sums = _mm256_maddubs_epi16(bytes, ones);
+        // The multiply-add takes its first operand unsigned, its second signed: the
+        // bytes with ones, v0 + v1 <= 510, or ones with signed bytes, -256..=254; far
+        // from saturating either way.
+        let sums = if SIGNED {
+            _mm256_maddubs_epi16(ones, bytes)
+        } else {
+            _mm256_maddubs_epi16(bytes, ones)
+        };
         if COUNTING {
             let nonzero = _mm256_min_epu8(bytes, ones);
             let counts = _mm256_maddubs_epi16(nonzero, ones);
@@ -171,14 +185,26 @@ pub(super) unsafe fn word_pair_sums(lines: &[&[u16]], results: &mut [u16]) -> us
 }
 
 /// Writes out[x] = (values[x] >> shift) as u8 for x in 0 .. 32 * (len / 32) and returns
-/// that count: a u8 pyramid's accumulators rendered into a mip. The compiler's code
-/// packed 128-bit halves, with twice the packs and stores.
+/// that count: a u8 pyramid's accumulators rendered into a mip. With `SIGNED`, the
+/// values are an i8 pyramid's i16 accumulators, divided by 2^shift truncated toward
+/// zero (`ShiftedAccumulator::shift_toward_zero`), the bytes its i8 mip. The compiler's
+/// code packed 128-bit halves, with twice the packs and stores.
 ///
 /// # Safety
 /// AVX2 is available.
 #[target_feature(enable = "avx2")]
-pub(super) unsafe fn shifted_words_to_bytes(values: &[u16], out: &mut [u8], shift: u32) -> usize {
+pub(super) unsafe fn shifted_words_to_bytes<const SIGNED: bool>(values: &[u16], out: &mut [u8], shift: u32) -> usize {
     let len = values.len().min(out.len()) / (2 * LANES) * (2 * LANES);
+    // Negative sums get 2^shift - 1 added before the (flooring) arithmetic shift.
+    let bias = _mm256_set1_epi16(((1u32 << shift) - 1) as i16);
+    let shifted = |v: __m256i, shift: __m128i| {
+        if SIGNED {
+            let v = _mm256_add_epi16(v, _mm256_and_si256(_mm256_srai_epi16::<15>(v), bias));
+            _mm256_sra_epi16(v, shift)
+        } else {
+            _mm256_srl_epi16(v, shift)
+        }
+    };
     let shift = _mm_cvtsi32_si128(shift as i32);
     // `as u8` keeps the low byte; the mask makes the saturating pack do the same.
     let low_bytes = _mm256_set1_epi16(0xFF);
@@ -189,8 +215,8 @@ pub(super) unsafe fn shifted_words_to_bytes(values: &[u16], out: &mut [u8], shif
             let at = values.as_ptr().add(x);
             (_mm256_loadu_si256(at.cast()), _mm256_loadu_si256(at.add(LANES).cast()))
         };
-        let first = _mm256_and_si256(_mm256_srl_epi16(first, shift), low_bytes);
-        let second = _mm256_and_si256(_mm256_srl_epi16(second, shift), low_bytes);
+        let first = _mm256_and_si256(shifted(first, shift), low_bytes);
+        let second = _mm256_and_si256(shifted(second, shift), low_bytes);
         let bytes = _mm256_permute4x64_epi64::<0b11_01_10_00>(_mm256_packus_epi16(first, second));
         // SAFETY: x + 32 <= len <= out.len().
         unsafe { _mm256_storeu_si256(out.as_mut_ptr().add(x).cast(), bytes) };
