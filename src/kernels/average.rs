@@ -117,6 +117,13 @@ fn integer_mean<T: Element>(
             packed_sparse_mean::<T, u32, 16>(input, fam, outputs);
             return Ok(());
         }
+        // u16 over up to three 2x2 mips or two 2x2x2 ones. In u64 (with f64 divisions)
+        // before: 1024x1024x64 u16, 30% zeros, one thread, builds alternated in one
+        // process (Zen 5): 2x2x1 3.15-3.17x as fast for 1-3 mips, 2x2x2 2.39-2.44x.
+        if const { T::BITS <= 24 } && bits <= 24.0 && weight_bits <= 7.0 {
+            packed_sparse_mean::<T, u32, 24>(input, fam, outputs);
+            return Ok(());
+        }
         if const { T::BITS <= 40 } && bits <= 40.0 && weight_bits <= 23.0 {
             packed_sparse_mean::<T, u64, 40>(input, fam, outputs);
             return Ok(());
@@ -1468,6 +1475,33 @@ mod tests {
         narrow_counted_sums_match_the_quotient([i16::MIN, i16::MAX], |r| r as i16);
         // 32-bit values never fit, whatever the window.
         assert!(!NarrowCountedSum::fits::<u32>(1) && !NarrowCountedSum::fits::<i32>(2));
+    }
+
+    /// `PackedMean::mean` of the packed tiers against the truncated quotient: every count
+    /// a tier holds, sums at its limit (2^SUM_BITS - 1) and around every multiple of
+    /// the count near there and near 0, and random ones.
+    #[test]
+    fn packed_means_are_the_truncated_quotients() {
+        fn agree<P: PackedMean + TryFrom<u64>, const SUM_BITS: u32>(max_count: u64) {
+            let mut rng = TestRandom(17);
+            let limit = (1u64 << SUM_BITS) - 1;
+            for count in 0..=max_count {
+                let mut sums = vec![0, 1, limit, limit - 1, limit / 2];
+                for k in [1, 2, 3, limit / count.max(1) - 1, limit / count.max(1)] {
+                    let multiple = k * count;
+                    sums.extend([multiple.saturating_sub(1), multiple, multiple + 1]);
+                }
+                sums.extend((0..200).map(|_| rng.next() % (limit + 1)));
+                for sum in sums.into_iter().filter(|&s| s <= limit && (count > 0 || s == 0)) {
+                    let packed = P::try_from(count << SUM_BITS | sum).unwrap_or_else(|_| unreachable!("fits"));
+                    let want = sum / count.max(1);
+                    assert_eq!(packed.mean::<u64>(SUM_BITS), want, "{sum} / {count}");
+                }
+            }
+        }
+        agree::<u16, 11>(31);
+        agree::<u32, 16>(65535);
+        agree::<u32, 24>(255);
     }
 
     #[test]
