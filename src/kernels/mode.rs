@@ -282,8 +282,9 @@ fn with_label_words<T: Element, W: x86::Lanes, const LINES: usize>(
 }
 
 /// The most frequent labels of the leading whole windows of a run, as many at once as
-/// a vector has lanes (`x86::windows`), for 32- and 64-bit labels of windows of up to
-/// `x86::MAX_WINDOW_VALUES` where the CPU has AVX2; returns how many it did.
+/// a vector has lanes (`x86::windows`), for labels of every width (u8 and u16 widened
+/// to u32) of windows of up to `x86::MAX_WINDOW_VALUES` where the CPU has AVX2; returns
+/// how many it did.
 fn most_frequent_of_windows<T: Element>(run: &WindowRun<'_, T>, out: &mut [T], sparse: bool) -> usize {
     #[cfg(target_arch = "x86_64")]
     {
