@@ -92,35 +92,25 @@ impl TwoByTwoRule {
         results: &mut [T],
     ) {
         #[cfg(target_arch = "x86_64")]
-        let done = match std::mem::size_of::<T>() {
-            1 => with_label_words::<T, u8, 2>(lines, results, |lines, results| {
-                x86::two_by_two(
-                    position,
-                    lines,
-                    ahead.map(ReadAhead::cast).as_ref(),
-                    results,
-                    self.sparse,
-                )
-            }),
-            4 => with_label_words::<T, u32, 2>(lines, results, |lines, results| {
-                x86::two_by_two(
-                    position,
-                    lines,
-                    ahead.map(ReadAhead::cast).as_ref(),
-                    results,
-                    self.sparse,
-                )
-            }),
-            8 => with_label_words::<T, u64, 2>(lines, results, |lines, results| {
-                x86::two_by_two(
-                    position,
-                    lines,
-                    ahead.map(ReadAhead::cast).as_ref(),
-                    results,
-                    self.sparse,
-                )
-            }),
-            _ => 0,
+        let done = {
+            #[inline(always)]
+            fn kernel<T: Element, W: x86::Lanes>(
+                position: usize,
+                lines: &[&[T]],
+                ahead: Option<&ReadAhead<T>>,
+                results: &mut [T],
+                sparse: bool,
+            ) -> usize {
+                with_label_words::<T, W, 2>(lines, results, |lines, results| {
+                    x86::two_by_two(position, lines, ahead.map(ReadAhead::cast).as_ref(), results, sparse)
+                })
+            }
+            match std::mem::size_of::<T>() {
+                1 => kernel::<T, u8>(position, lines, ahead, results, self.sparse),
+                4 => kernel::<T, u32>(position, lines, ahead, results, self.sparse),
+                8 => kernel::<T, u64>(position, lines, ahead, results, self.sparse),
+                _ => 0,
+            }
         };
         #[cfg(not(target_arch = "x86_64"))]
         let done = 0;
@@ -234,20 +224,26 @@ impl<T: Element> BlockReducer<T, 8> for MostFrequentOfEight {
     #[inline(always)]
     fn reduce_line_pairs_at(&self, position: usize, lines: &[&[T]], ahead: &ReadAhead<T>, results: &mut [T]) {
         #[cfg(target_arch = "x86_64")]
-        let done = match std::mem::size_of::<T>() {
-            1 => with_label_words::<T, u8, 4>(lines, results, |lines, results| {
-                x86::most_frequent_of_eight(position, lines, &ahead.cast(), results, self.sparse)
-            }),
-            2 => with_label_words::<T, u16, 4>(lines, results, |lines, results| {
-                x86::most_frequent_of_eight(position, lines, &ahead.cast(), results, self.sparse)
-            }),
-            4 => with_label_words::<T, u32, 4>(lines, results, |lines, results| {
-                x86::most_frequent_of_eight(position, lines, &ahead.cast(), results, self.sparse)
-            }),
-            8 => with_label_words::<T, u64, 4>(lines, results, |lines, results| {
-                x86::most_frequent_of_eight(position, lines, &ahead.cast(), results, self.sparse)
-            }),
-            _ => 0,
+        let done = {
+            #[inline(always)]
+            fn kernel<T: Element, W: x86::Lanes>(
+                position: usize,
+                lines: &[&[T]],
+                ahead: &ReadAhead<T>,
+                results: &mut [T],
+                sparse: bool,
+            ) -> usize {
+                with_label_words::<T, W, 4>(lines, results, |lines, results| {
+                    x86::most_frequent_of_eight(position, lines, &ahead.cast(), results, sparse)
+                })
+            }
+            match std::mem::size_of::<T>() {
+                1 => kernel::<T, u8>(position, lines, ahead, results, self.sparse),
+                2 => kernel::<T, u16>(position, lines, ahead, results, self.sparse),
+                4 => kernel::<T, u32>(position, lines, ahead, results, self.sparse),
+                8 => kernel::<T, u64>(position, lines, ahead, results, self.sparse),
+                _ => 0,
+            }
         };
         #[cfg(not(target_arch = "x86_64"))]
         let done = 0;

@@ -84,7 +84,55 @@ pub(super) trait WindowLanes: Lanes {
     unsafe fn load_thirds(at: *const Self) -> [__m256i; 3];
 }
 
+/// The lane operations that differ from width to width only in their intrinsics: each
+/// `Lanes` impl names its width's compare, add, subtract and broadcast.
+macro_rules! lane_arithmetic {
+    ($equal:ident, $greater:ident, $add:ident, $sub:ident, $set1:ident, $signed:ty) => {
+        #[inline]
+        #[target_feature(enable = "avx2")]
+        unsafe fn equal(a: __m256i, b: __m256i) -> __m256i {
+            $equal(a, b)
+        }
+        #[inline]
+        #[target_feature(enable = "avx2")]
+        unsafe fn greater(a: __m256i, b: __m256i) -> __m256i {
+            $greater(a, b)
+        }
+        #[inline]
+        #[target_feature(enable = "avx2")]
+        unsafe fn add(a: __m256i, b: __m256i) -> __m256i {
+            $add(a, b)
+        }
+        #[inline]
+        #[target_feature(enable = "avx2")]
+        unsafe fn minus_one() -> __m256i {
+            $set1(-1)
+        }
+        #[inline]
+        #[target_feature(enable = "avx2")]
+        unsafe fn splat(self) -> __m256i {
+            $set1(self as $signed)
+        }
+        #[inline]
+        #[target_feature(enable = "avx2")]
+        unsafe fn sub(a: __m256i, b: __m256i) -> __m256i {
+            $sub(a, b)
+        }
+        fn of(n: usize) -> Self {
+            n as Self
+        }
+    };
+}
+
 impl Lanes for u64 {
+    lane_arithmetic!(
+        _mm256_cmpeq_epi64,
+        _mm256_cmpgt_epi64,
+        _mm256_add_epi64,
+        _mm256_sub_epi64,
+        _mm256_set1_epi64x,
+        i64
+    );
     const BLOCKS: usize = 4;
     #[inline]
     #[target_feature(enable = "avx2")]
@@ -98,39 +146,6 @@ impl Lanes for u64 {
         };
         // Within each 128-bit half: blocks 0 and 2, then 1 and 3.
         (_mm256_unpacklo_epi64(low, high), _mm256_unpackhi_epi64(low, high))
-    }
-    #[inline]
-    #[target_feature(enable = "avx2")]
-    unsafe fn equal(a: __m256i, b: __m256i) -> __m256i {
-        _mm256_cmpeq_epi64(a, b)
-    }
-    #[inline]
-    #[target_feature(enable = "avx2")]
-    unsafe fn greater(a: __m256i, b: __m256i) -> __m256i {
-        _mm256_cmpgt_epi64(a, b)
-    }
-    #[inline]
-    #[target_feature(enable = "avx2")]
-    unsafe fn add(a: __m256i, b: __m256i) -> __m256i {
-        _mm256_add_epi64(a, b)
-    }
-    #[inline]
-    #[target_feature(enable = "avx2")]
-    unsafe fn minus_one() -> __m256i {
-        _mm256_set1_epi64x(-1)
-    }
-    #[inline]
-    #[target_feature(enable = "avx2")]
-    unsafe fn splat(self) -> __m256i {
-        _mm256_set1_epi64x(self as i64)
-    }
-    #[inline]
-    #[target_feature(enable = "avx2")]
-    unsafe fn sub(a: __m256i, b: __m256i) -> __m256i {
-        _mm256_sub_epi64(a, b)
-    }
-    fn of(n: usize) -> Self {
-        n as u64
     }
     #[inline]
     #[target_feature(enable = "avx2")]
@@ -183,6 +198,14 @@ impl WindowLanes for u64 {
 }
 
 impl Lanes for u32 {
+    lane_arithmetic!(
+        _mm256_cmpeq_epi32,
+        _mm256_cmpgt_epi32,
+        _mm256_add_epi32,
+        _mm256_sub_epi32,
+        _mm256_set1_epi32,
+        i32
+    );
     const BLOCKS: usize = 8;
     #[inline]
     #[target_feature(enable = "avx2")]
@@ -197,39 +220,6 @@ impl Lanes for u32 {
         // Blocks 0, 1, 4, 5, then 2, 3, 6, 7.
         // SAFETY: AVX2 is available.
         unsafe { even_and_odd_words(low, high) }
-    }
-    #[inline]
-    #[target_feature(enable = "avx2")]
-    unsafe fn equal(a: __m256i, b: __m256i) -> __m256i {
-        _mm256_cmpeq_epi32(a, b)
-    }
-    #[inline]
-    #[target_feature(enable = "avx2")]
-    unsafe fn greater(a: __m256i, b: __m256i) -> __m256i {
-        _mm256_cmpgt_epi32(a, b)
-    }
-    #[inline]
-    #[target_feature(enable = "avx2")]
-    unsafe fn add(a: __m256i, b: __m256i) -> __m256i {
-        _mm256_add_epi32(a, b)
-    }
-    #[inline]
-    #[target_feature(enable = "avx2")]
-    unsafe fn minus_one() -> __m256i {
-        _mm256_set1_epi32(-1)
-    }
-    #[inline]
-    #[target_feature(enable = "avx2")]
-    unsafe fn splat(self) -> __m256i {
-        _mm256_set1_epi32(self as i32)
-    }
-    #[inline]
-    #[target_feature(enable = "avx2")]
-    unsafe fn sub(a: __m256i, b: __m256i) -> __m256i {
-        _mm256_sub_epi32(a, b)
-    }
-    fn of(n: usize) -> Self {
-        n as u32
     }
     #[inline]
     #[target_feature(enable = "avx2")]
@@ -280,6 +270,14 @@ impl WindowLanes for u32 {
 }
 
 impl Lanes for u16 {
+    lane_arithmetic!(
+        _mm256_cmpeq_epi16,
+        _mm256_cmpgt_epi16,
+        _mm256_add_epi16,
+        _mm256_sub_epi16,
+        _mm256_set1_epi16,
+        i16
+    );
     const BLOCKS: usize = 16;
     #[inline]
     #[target_feature(enable = "avx2")]
@@ -302,39 +300,6 @@ impl Lanes for u16 {
     }
     #[inline]
     #[target_feature(enable = "avx2")]
-    unsafe fn equal(a: __m256i, b: __m256i) -> __m256i {
-        _mm256_cmpeq_epi16(a, b)
-    }
-    #[inline]
-    #[target_feature(enable = "avx2")]
-    unsafe fn greater(a: __m256i, b: __m256i) -> __m256i {
-        _mm256_cmpgt_epi16(a, b)
-    }
-    #[inline]
-    #[target_feature(enable = "avx2")]
-    unsafe fn add(a: __m256i, b: __m256i) -> __m256i {
-        _mm256_add_epi16(a, b)
-    }
-    #[inline]
-    #[target_feature(enable = "avx2")]
-    unsafe fn minus_one() -> __m256i {
-        _mm256_set1_epi16(-1)
-    }
-    #[inline]
-    #[target_feature(enable = "avx2")]
-    unsafe fn splat(self) -> __m256i {
-        _mm256_set1_epi16(self as i16)
-    }
-    #[inline]
-    #[target_feature(enable = "avx2")]
-    unsafe fn sub(a: __m256i, b: __m256i) -> __m256i {
-        _mm256_sub_epi16(a, b)
-    }
-    fn of(n: usize) -> Self {
-        n as u16
-    }
-    #[inline]
-    #[target_feature(enable = "avx2")]
     unsafe fn restore_order(v: __m256i) -> __m256i {
         // 64-bit lanes hold blocks 0-3, 8-11, 4-7, 12-15.
         _mm256_permute4x64_epi64::<0b11_01_10_00>(v)
@@ -342,6 +307,14 @@ impl Lanes for u16 {
 }
 
 impl Lanes for u8 {
+    lane_arithmetic!(
+        _mm256_cmpeq_epi8,
+        _mm256_cmpgt_epi8,
+        _mm256_add_epi8,
+        _mm256_sub_epi8,
+        _mm256_set1_epi8,
+        i8
+    );
     const BLOCKS: usize = 32;
     #[inline]
     #[target_feature(enable = "avx2")]
@@ -360,39 +333,6 @@ impl Lanes for u8 {
             _mm256_packus_epi16(_mm256_and_si256(low, low_halves), _mm256_and_si256(high, low_halves)),
             _mm256_packus_epi16(_mm256_srli_epi16::<8>(low), _mm256_srli_epi16::<8>(high)),
         )
-    }
-    #[inline]
-    #[target_feature(enable = "avx2")]
-    unsafe fn equal(a: __m256i, b: __m256i) -> __m256i {
-        _mm256_cmpeq_epi8(a, b)
-    }
-    #[inline]
-    #[target_feature(enable = "avx2")]
-    unsafe fn greater(a: __m256i, b: __m256i) -> __m256i {
-        _mm256_cmpgt_epi8(a, b)
-    }
-    #[inline]
-    #[target_feature(enable = "avx2")]
-    unsafe fn add(a: __m256i, b: __m256i) -> __m256i {
-        _mm256_add_epi8(a, b)
-    }
-    #[inline]
-    #[target_feature(enable = "avx2")]
-    unsafe fn minus_one() -> __m256i {
-        _mm256_set1_epi8(-1)
-    }
-    #[inline]
-    #[target_feature(enable = "avx2")]
-    unsafe fn splat(self) -> __m256i {
-        _mm256_set1_epi8(self as i8)
-    }
-    #[inline]
-    #[target_feature(enable = "avx2")]
-    unsafe fn sub(a: __m256i, b: __m256i) -> __m256i {
-        _mm256_sub_epi8(a, b)
-    }
-    fn of(n: usize) -> Self {
-        n as u8
     }
     #[inline]
     #[target_feature(enable = "avx2")]
