@@ -1021,12 +1021,15 @@ fn as_mut_slice_of<From: 'static, To: 'static>(slice: &mut [From]) -> Option<&mu
 /// as u16), for the AVX2 kernels written for the unsigned: wrapping sums of two's
 /// complement values are the same bits either way.
 fn same_width<Signed: SignedInteger>(slice: &[Signed]) -> &[Signed::Unsigned] {
+    const { Signed::SAME_LAYOUT };
     // SAFETY: `SignedInteger` is implemented for i8 and i16 only, whose `Unsigned` is
-    // the integer of the same size and alignment; every bit pattern is valid for both.
+    // the integer of the same size and alignment (checked above, at compile time);
+    // every bit pattern is valid for both.
     unsafe { std::slice::from_raw_parts(slice.as_ptr().cast(), slice.len()) }
 }
 
 fn same_width_mut<Signed: SignedInteger>(slice: &mut [Signed]) -> &mut [Signed::Unsigned] {
+    const { Signed::SAME_LAYOUT };
     // SAFETY: as for `same_width`; the view borrows `slice` mutably for its lifetime.
     unsafe { std::slice::from_raw_parts_mut(slice.as_mut_ptr().cast(), slice.len()) }
 }
@@ -1034,6 +1037,12 @@ fn same_width_mut<Signed: SignedInteger>(slice: &mut [Signed]) -> &mut [Signed::
 /// The signed integers `same_width` takes, and their unsigned twins.
 trait SignedInteger: Copy {
     type Unsigned: Copy;
+    /// Evaluated where a slice is reinterpreted: fails the build unless both types
+    /// have one size and alignment.
+    const SAME_LAYOUT: () = assert!(
+        std::mem::size_of::<Self>() == std::mem::size_of::<Self::Unsigned>()
+            && std::mem::align_of::<Self>() == std::mem::align_of::<Self::Unsigned>()
+    );
 }
 
 impl SignedInteger for i8 {
