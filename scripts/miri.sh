@@ -39,6 +39,8 @@ AVX2_TESTS=(
     kernels::average::tests::avx2_byte_pairs_add_every_byte_value
     kernels::average::tests::byte_pair_sums_match_the_scalar_fold
     kernels::average::tests::shifted_render_of_u16_into_u8_matches_the_scalar_rendering
+    kernels::average::tests::shifted_render_of_i16_into_i8_matches_the_scalar_rendering
+    kernels::average::tests::kept_sums_match_sums_added_one_by_one
     kernels::average::tests::packed_byte_means_match_the_scalar_division
     kernels::mode::tests::the_avx2_kernels_take_whole_vectors_where_the_cpu_has_avx2
     kernels::mode::tests::thirds_hold_every_third_value_in_lane_order
