@@ -90,7 +90,7 @@ pub trait Element: Copy + Send + Sync + PartialEq + PartialOrd + Debug + Default
     const LOWEST: Self;
     const HIGHEST: Self;
     /// The bit pattern, used where labels compare bitwise (mode pooling).
-    type Bits: Copy + Eq + Ord + Hash + Default + Send + Sync + Debug + Into<u64>;
+    type Bits: Copy + Eq + Ord + Hash + Default + Send + Sync + Debug;
 
     fn to_bits(self) -> Self::Bits;
     /// Numerically zero (so -0.0 counts as zero): what sparse averaging leaves out.

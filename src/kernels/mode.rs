@@ -529,12 +529,12 @@ fn most_frequent_all_pairs<T: Element, const CAP: usize>(values: &[T], len: usiz
     }
     let values = &values[..len];
     if std::mem::size_of::<T>() < 4 {
-        // Labels of one or two bytes are counted zero-extended to u32 (one-to-one on
-        // their bits), value by value otherwise.
+        // Labels of one or two bytes (integers: every float type is wider) are counted
+        // as u32, value by value otherwise: their values map one-to-one into u32, 0 to
+        // 0, so the counts, the ties and the background are the labels'.
         let mut words = [0u32; CAP];
         for (w, v) in words.iter_mut().zip(values) {
-            let bits: u64 = v.to_bits().into();
-            *w = bits as u32;
+            *w = v.to_i128() as u32;
         }
         // SAFETY: the words are u32.
         if let Some(first) = unsafe { first_most_frequent_in_lanes(&words, len, sparse) } {
@@ -983,13 +983,16 @@ mod tests {
     /// Every counting path against the plain pairwise count, on windows of 1 to 80
     /// values drawn from 2 to 40 labels (so both sides of FEW_LABELS, early and late
     /// stops, the all-pairs counts of every capacity, and the sort are all reached),
-    /// as u8, u16, u32 and u64 labels (the AVX2 all-pairs count takes all four, the first
-    /// two widened to u32) and as f64 labels (-0.0 is a label of its own, not
+    /// as u8, i8, u16, i16, u32 and u64 labels (the AVX2 all-pairs count takes them all,
+    /// the narrow ones widened to u32) and as f64 labels (-0.0 is a label of its own, not
     /// background).
     #[test]
     fn every_counting_path_agrees_with_pairwise_counting() {
         counting_paths_agree(|k| k);
         counting_paths_agree(|k| u16::from(k) * 0x0101);
+        // Negative labels, which reach the AVX2 count as u32 values past 2^31.
+        counting_paths_agree(|k| (k as i8).wrapping_neg());
+        counting_paths_agree(|k| -(i16::from(k) * 0x0101));
         counting_paths_agree(|k| u32::from(k).wrapping_mul(0x9E37_79B9));
         counting_paths_agree(|k| u64::from(k).wrapping_mul(0x9E37_79B9_7F4A_7C15));
         counting_paths_agree(|k| if k == 1 { -0.0 } else { f64::from(k) });
