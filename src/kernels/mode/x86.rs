@@ -52,7 +52,16 @@ pub(super) trait Lanes: Copy {
     unsafe fn greater(a: __m256i, b: __m256i) -> __m256i;
     unsafe fn add(a: __m256i, b: __m256i) -> __m256i;
     unsafe fn minus_one() -> __m256i;
-    unsafe fn restore_order(v: __m256i) -> __m256i;
+    /// The blocks of a `load_pairs` vector put back in order. Every width's loads leave
+    /// each 128-bit half holding blocks of the first load's half, then of the second's
+    /// (u64: blocks 0, 2 | 1, 3; u32: 0, 1, 4, 5 | 2, 3, 6, 7; u16 and u8 the same in
+    /// quarters of 4 and 8 blocks), so one permute of the 64-bit quarters, 0, 2, 1, 3,
+    /// serves them all.
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    unsafe fn restore_order(v: __m256i) -> __m256i {
+        _mm256_permute4x64_epi64::<0b11_01_10_00>(v)
+    }
     unsafe fn splat(self) -> __m256i;
     unsafe fn sub(a: __m256i, b: __m256i) -> __m256i;
     /// A number as a lane value (`n` is at most 64 here).
@@ -147,12 +156,6 @@ impl Lanes for u64 {
         // Within each 128-bit half: blocks 0 and 2, then 1 and 3.
         (_mm256_unpacklo_epi64(low, high), _mm256_unpackhi_epi64(low, high))
     }
-    #[inline]
-    #[target_feature(enable = "avx2")]
-    unsafe fn restore_order(v: __m256i) -> __m256i {
-        // Lanes hold blocks 0, 2, 1, 3.
-        _mm256_permute4x64_epi64::<0b11_01_10_00>(v)
-    }
 }
 
 impl WindowLanes for u64 {
@@ -220,12 +223,6 @@ impl Lanes for u32 {
         // Blocks 0, 1, 4, 5, then 2, 3, 6, 7.
         // SAFETY: AVX2 is available.
         unsafe { even_and_odd_words(low, high) }
-    }
-    #[inline]
-    #[target_feature(enable = "avx2")]
-    unsafe fn restore_order(v: __m256i) -> __m256i {
-        // 64-bit lanes hold block pairs (0, 1), (4, 5), (2, 3), (6, 7).
-        _mm256_permute4x64_epi64::<0b11_01_10_00>(v)
     }
 }
 
@@ -298,12 +295,6 @@ impl Lanes for u16 {
             _mm256_packus_epi32(_mm256_srli_epi32::<16>(low), _mm256_srli_epi32::<16>(high)),
         )
     }
-    #[inline]
-    #[target_feature(enable = "avx2")]
-    unsafe fn restore_order(v: __m256i) -> __m256i {
-        // 64-bit lanes hold blocks 0-3, 8-11, 4-7, 12-15.
-        _mm256_permute4x64_epi64::<0b11_01_10_00>(v)
-    }
 }
 
 impl Lanes for u8 {
@@ -333,12 +324,6 @@ impl Lanes for u8 {
             _mm256_packus_epi16(_mm256_and_si256(low, low_halves), _mm256_and_si256(high, low_halves)),
             _mm256_packus_epi16(_mm256_srli_epi16::<8>(low), _mm256_srli_epi16::<8>(high)),
         )
-    }
-    #[inline]
-    #[target_feature(enable = "avx2")]
-    unsafe fn restore_order(v: __m256i) -> __m256i {
-        // 64-bit lanes hold blocks 0-7, 16-23, 8-15, 24-31.
-        _mm256_permute4x64_epi64::<0b11_01_10_00>(v)
     }
 }
 
