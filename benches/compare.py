@@ -349,6 +349,15 @@ class Arrays:
             lambda r, s: r.integers(-(2**60), 2**60, size=s, dtype=np.int64),
         )
 
+    def _make_i64_sparse(self):
+        # the same values with 30% of voxels 0 (for sparse averaging)
+        def make(r, s):
+            v = r.integers(-(2**60), 2**60, size=s, dtype=np.int64)
+            v[r.random(s) < 0.3] = 0
+            return v
+
+        return fortran_random(self._rng("i64_sparse"), self.label_shape, make)
+
     def _make_labels_random(self):
         return fortran_random(
             self._rng("labels_random"), self.label_shape,
@@ -446,6 +455,8 @@ CASES = [
          targets=[("generic", 2.0)]),
     Case("avg 2x2x1 i32", "i32", "averaging", (2, 2, 1), targets=[("generic", 2.0)]),
     Case("avg 2x2x1 i64", "i64", "averaging", (2, 2, 1), targets=[("generic", 2.0)]),
+    Case("avg 2x2x1 i64 sparse", "i64_sparse", "averaging", (2, 2, 1), sparse=True,
+         targets=[("generic", 2.0)]),
     Case("avg 2x2x1 i32 4 mips", "i32", "averaging", (2, 2, 1), mips=4, check="mip1",
          note="tinybrain's numpy fallback: each int32 mip is truncated and re-averaged "
               "in float32, ours divides the exact sum (SEMANTICS.md); mip 1 checked",
