@@ -326,29 +326,38 @@ fn widened_rows<T: Element, B: Copy + Into<u32> + TryFrom<u32>>(
         return 0;
     }
     let len = done * run.width;
-    let mut wide = vec![0u32; run.rows.len() * len];
-    for (row, wide_row) in run.rows.iter().zip(wide.chunks_exact_mut(len)) {
-        // SAFETY: Element is sealed; its types of B's size (u8 and i8 for u8, u16 and
-        // i16 for u16) are plain integers of B's size and alignment (asserted), valid
-        // for every bit pattern, and their `to_bits` is the reinterpretation as B.
-        let bytes = unsafe { std::slice::from_raw_parts(row.as_ptr().cast::<B>(), len) };
-        for (w, &b) in wide_row.iter_mut().zip(bytes) {
-            *w = b.into();
+    thread_local! {
+        /// The widened rows and their results, kept from run to run: two fresh vectors
+        /// per run (one output line's windows) were allocated and zeroed, then filled.
+        static WIDENED: std::cell::RefCell<(Vec<u32>, Vec<u32>)> = const {
+            std::cell::RefCell::new((Vec::new(), Vec::new()))
+        };
+    }
+    WIDENED.with_borrow_mut(|(wide, results)| {
+        wide.clear();
+        for row in run.rows {
+            // SAFETY: Element is sealed; its types of B's size (u8 and i8 for u8, u16
+            // and i16 for u16) are plain integers of B's size and alignment (asserted),
+            // valid for every bit pattern, and their `to_bits` is the reinterpretation
+            // as B.
+            let bytes = unsafe { std::slice::from_raw_parts(row.as_ptr().cast::<B>(), len) };
+            wide.extend(bytes.iter().map(|&b| b.into()));
         }
-    }
-    let mut words: [&[u32]; x86::MAX_WINDOW_VALUES] = [&[]; x86::MAX_WINDOW_VALUES];
-    for (word_row, wide_row) in words.iter_mut().zip(wide.chunks_exact(len)) {
-        *word_row = wide_row;
-    }
-    let words = &words[..run.rows.len()];
-    let mut results = vec![0u32; done];
-    count_windows(run, words, &mut results, sparse);
-    // SAFETY: as above; every result is a copy of one of the widened labels, so it
-    // narrows back to a B that is a valid T.
-    let narrow = unsafe { std::slice::from_raw_parts_mut(out.as_mut_ptr().cast::<B>(), done) };
-    for (slot, &word) in narrow.iter_mut().zip(&results) {
-        *slot = B::try_from(word).unwrap_or_else(|_| unreachable!("a result is one of the labels"));
-    }
+        let mut words: [&[u32]; x86::MAX_WINDOW_VALUES] = [&[]; x86::MAX_WINDOW_VALUES];
+        for (word_row, wide_row) in words.iter_mut().zip(wide.chunks_exact(len)) {
+            *word_row = wide_row;
+        }
+        let words = &words[..run.rows.len()];
+        results.clear();
+        results.resize(done, 0);
+        count_windows(run, words, results, sparse);
+        // SAFETY: as above; every result is a copy of one of the widened labels, so it
+        // narrows back to a B that is a valid T.
+        let narrow = unsafe { std::slice::from_raw_parts_mut(out.as_mut_ptr().cast::<B>(), done) };
+        for (slot, &word) in narrow.iter_mut().zip(results.iter()) {
+            *slot = B::try_from(word).unwrap_or_else(|_| unreachable!("a result is one of the labels"));
+        }
+    });
     done
 }
 
