@@ -629,24 +629,32 @@ impl SplitSum {
     }
 }
 
-impl AddAssign for SplitSum {
-    #[inline(always)]
-    fn add_assign(&mut self, other: Self) {
-        self.high = self.high.wrapping_add(other.high);
-        self.low += other.low;
-    }
-}
-
-impl Scale for SplitSum {
-    const EXACT: bool = true;
-    #[inline(always)]
-    fn times(self, copies: u32) -> Self {
-        SplitSum {
-            high: self.high.wrapping_mul(copies as u64),
-            low: self.low * copies as u64,
+/// The arithmetic of the two-part sums (`SplitSum`, `SparseSplitSum`): the high parts
+/// wrap (their sums are exact modulo 2^64, which is all their means need), the low ones
+/// never reach 2^64.
+macro_rules! impl_split_sum_arithmetic {
+    ($($t:ident),*) => {$(
+        impl AddAssign for $t {
+            #[inline(always)]
+            fn add_assign(&mut self, other: Self) {
+                self.high = self.high.wrapping_add(other.high);
+                self.low += other.low;
+            }
         }
-    }
+
+        impl Scale for $t {
+            const EXACT: bool = true;
+            #[inline(always)]
+            fn times(self, copies: u32) -> Self {
+                $t {
+                    high: self.high.wrapping_mul(copies as u64),
+                    low: self.low * copies as u64,
+                }
+            }
+        }
+    )*};
 }
+impl_split_sum_arithmetic!(SplitSum, SparseSplitSum);
 
 /// Dense 2x2 / 2x2x2 means whose sums need more than 63 bits, carried as `SplitSum`s
 /// (the caller checks the last block count is at most 2^MAX_SPLIT).
@@ -897,25 +905,6 @@ impl<T: Element> RenderLine<SparseSplitSum, T> for SparseSplitMeans {
                     *slot = sum.mean::<T>(self.split);
                 }
             }
-        }
-    }
-}
-
-impl AddAssign for SparseSplitSum {
-    #[inline(always)]
-    fn add_assign(&mut self, other: Self) {
-        self.high = self.high.wrapping_add(other.high);
-        self.low += other.low;
-    }
-}
-
-impl Scale for SparseSplitSum {
-    const EXACT: bool = true;
-    #[inline(always)]
-    fn times(self, copies: u32) -> Self {
-        SparseSplitSum {
-            high: self.high.wrapping_mul(copies as u64),
-            low: self.low * copies as u64,
         }
     }
 }
@@ -1180,7 +1169,7 @@ unsafe fn widened_byte_pair_sums<W, const SIGNED: bool, const COUNTING: bool>(
     const WIDENED_PIECE: usize = 2048;
     thread_local! {
         /// Kept from line to line: a fresh zeroed array on the stack was a 4 KiB
-        /// memset per line, more than the line's own work on 512-voxel lines.
+        /// memset per line, more than the work of a line of 256 results.
         static WORDS: std::cell::RefCell<Vec<u16>> = const { std::cell::RefCell::new(Vec::new()) };
     }
     WORDS.with_borrow_mut(|words| {
