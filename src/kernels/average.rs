@@ -785,18 +785,20 @@ impl SparseSplitSum {
     const MAX_SPLIT: u32 = 16;
     const COUNT_SHIFT: u32 = 32;
 
+    /// `SplitSum::of`, with the value counted above the low part unless it is 0.
     #[inline(always)]
     fn of<T: Element>(v: T, split: u32) -> Self {
-        let bits = v.to_i128() as u64;
-        let high = if const { unsigned::<T>() } {
-            bits >> split
-        } else {
-            ((bits as i64) >> split) as u64
-        };
+        let SplitSum { high, low } = SplitSum::of(v, split);
         SparseSplitSum {
             high,
-            low: (bits & ((1 << split) - 1)) | ((bits != 0) as u64) << Self::COUNT_SHIFT,
+            low: low | ((v.to_i128() != 0) as u64) << Self::COUNT_SHIFT,
         }
+    }
+
+    /// (count, sum of the low parts).
+    #[inline(always)]
+    fn count_and_low(self) -> (u64, u64) {
+        (self.low >> Self::COUNT_SHIFT, self.low & ((1 << Self::COUNT_SHIFT) - 1))
     }
 
     /// Whether |sum| < 2^51, as every realistic image's sums are: then `small_mean`.
@@ -816,10 +818,9 @@ impl SparseSplitSum {
     /// so is the truncated quotient (see `Division::Float`).
     #[inline(always)]
     fn small_mean(self, split: u32) -> i64 {
-        let count = (self.low >> Self::COUNT_SHIFT).max(1);
-        let low = self.low & ((1 << Self::COUNT_SHIFT) - 1);
+        let (count, low) = self.count_and_low();
         let sum = ((self.high as i64) << split) + low as i64;
-        small_f64::truncate(small_f64::from_i64(sum) / small_f64::from_i64(count as i64))
+        small_f64::truncate(small_f64::from_i64(sum) / small_f64::from_i64(count.max(1) as i64))
     }
 
     /// sum / count truncated toward zero, or 0 for an all-background block.
@@ -829,12 +830,11 @@ impl SparseSplitSum {
             return T::from_i128(self.small_mean(split) as i128);
         }
         // The sum in 128 bits; a count of 0 has sum 0, which is small.
-        let count = self.low >> Self::COUNT_SHIFT;
-        let low = (self.low & ((1 << Self::COUNT_SHIFT) - 1)) as i128;
+        let (count, low) = self.count_and_low();
         let sum = if const { unsigned::<T>() } {
-            ((self.high as i128) << split) + low
+            ((self.high as i128) << split) + low as i128
         } else {
-            ((self.high as i64 as i128) << split) + low
+            ((self.high as i64 as i128) << split) + low as i128
         };
         T::from_i128(narrow_quotient::<T>(sum, count))
     }
