@@ -46,6 +46,8 @@ CASES = [
     ("averaging", "uint8", True),  # count and sum packed in u32 (1 mip) or u64
     ("averaging", "uint16", True),  # packed in u64
     ("averaging", "float64", True),
+    ("averaging", "int64", True),  # SparseSplitSum: f64 lanes for small sums, DIV for large
+    ("averaging", "uint64", True),
     ("segmentation", "uint64", False),
     ("segmentation", "uint32", True),
     ("max_pooling", "float32", False),
@@ -73,6 +75,13 @@ def make(op, dtype, shape, sparse, seed):
         img = random_values(rng, shape, dtype)
         if dtype.kind == "f" and op != "averaging":
             img[rng.random(shape) < 0.05] = np.nan
+    if op == "averaging" and dtype.kind in "iu" and dtype.itemsize == 8:
+        # Patches of small values among the full-range ones, so that a line's runs of
+        # sparse means take both of SparseSplitMeans' ways, small sums and large.
+        index = np.indices(shape)
+        small = (index[0] // 16 + index[1] // 4) % 2 == 0
+        low = 0 if dtype.kind == "u" else -1000
+        img[small] = rng.integers(low, 1000, size=int(small.sum())).astype(dtype)
     if sparse:
         img = sparsify(rng, img, 0.5)
     return img
