@@ -927,14 +927,15 @@ fn sparse_split_mean<T: Element>(input: &ArrayViewD<'_, T>, family: Family, outp
         return;
     };
     assert!(split <= SparseSplitSum::MAX_SPLIT);
+    let sparse_mean = SparseSplitMean { split };
     if let [_] = outputs {
         // One mip: no level follows, so the state is the mean itself.
-        let levels = crate::kernels::same_type_levels(SparseSplitMean { split });
+        let levels = crate::kernels::same_type_levels(sparse_mean);
         cascade::run_family(input, family, outputs, &levels);
         return;
     }
     let levels = Levels {
-        first: BlockSum::<_, true>(move |v: T| SparseSplitSum::of(v, split)),
+        first: sparse_mean.sums(),
         next: BlockSum::<_, true>(|sum: SparseSplitSum| sum),
         keep: |_| KeptAsIs,
         render: |_| SparseSplitMeans { split },
@@ -953,7 +954,8 @@ struct SparseSplitMean {
 }
 
 impl SparseSplitMean {
-    /// A block's sparse split sum: this mean's block-by-block fallback.
+    /// A block's sparse split sum: the first level of a multi-mip pyramid, and this
+    /// mean's block-by-block fallback.
     #[inline(always)]
     fn sums<T: Element>(&self) -> BlockSum<impl Fn(T) -> SparseSplitSum + Sync, true> {
         let split = self.split;

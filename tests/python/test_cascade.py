@@ -77,7 +77,8 @@ def make(op, dtype, shape, sparse, seed):
             img[rng.random(shape) < 0.05] = np.nan
     if op == "averaging" and dtype.kind in "iu" and dtype.itemsize == 8:
         # Patches of small values among the full-range ones, so that a line's runs of
-        # sparse means take both of SparseSplitMeans' ways, small sums and large.
+        # sparse means (SparseSplitMean for one mip, SparseSplitMeans for more) take
+        # both ways, small sums (f64 lanes) and large (DIV).
         index = np.indices(shape)
         small = (index[0] // 16 + index[1] // 4) % 2 == 0
         low = 0 if dtype.kind == "u" else -1000
