@@ -1088,9 +1088,9 @@ pub const READ_AHEAD_ENV: &str = "TINYBRAIN_READ_AHEAD";
 ///   1.72-2.16x, 2x2x2 mode 1.00-1.07x. Bytes read 2 KiB ahead ran 0.88-0.97x as fast;
 ///   7 KiB ahead (`FAR_PREFETCH_DISTANCE`), they gain too.
 ///
-/// Other x86 vendors and older AMD CPUs take the Zen 4 way (Zen 3 measured mixed:
-/// only 64-bit means gained, and they read ahead in software on every CPU); elsewhere
-/// there is no prefetch.
+/// Other x86 vendors and older AMD CPUs take the Zen 4 way; Zen 3 too, but for the
+/// one-mip 64-bit means' lines (`reads_mean_lines_ahead`: it measured mixed, and only
+/// those gained). Elsewhere there is no prefetch.
 pub(crate) fn reads_ahead_in_software() -> bool {
     read_ahead_choice().in_software()
 }
@@ -1109,6 +1109,12 @@ pub(crate) fn read_ahead_bytes() -> usize {
 /// the hardware, 15.0 read 2 KiB ahead, 11.6-12.2 4-8 KiB ahead; f32 37-38, 27, 18-21.
 pub(crate) fn reads_stacked_lines_ahead(element_bytes: usize) -> bool {
     read_ahead_choice().reads_stacked_lines_ahead(element_bytes)
+}
+
+/// Whether the one-mip 64-bit means (`average::mean_lines_ahead`) read their lines
+/// ahead in software: where every line loop does, and on Zen 3.
+pub(crate) fn reads_mean_lines_ahead() -> bool {
+    read_ahead_choice().reads_mean_lines_ahead()
 }
 
 /// Whether 2x2x2 mode, where it reads ahead in software, asks for each line's next
@@ -1136,21 +1142,28 @@ fn read_ahead_choice() -> ReadAheadChoice {
 enum ReadAheadChoice {
     /// In software, `PREFETCH_DISTANCE` ahead (Intel, and `READ_AHEAD_ENV=1`).
     Always,
-    /// Left to the hardware prefetcher where it can be.
+    /// Left to the hardware prefetcher where it can be (Zen 4, and `READ_AHEAD_ENV=0`).
     Never,
+    /// As `Never`, but for the one-mip 64-bit means' lines, in software `PREFETCH_DISTANCE`
+    /// ahead (Zen 3).
+    MeanLinesOnly,
     /// In software, `FAR_PREFETCH_DISTANCE` ahead (Zen 5).
     FarAhead,
 }
 
 impl ReadAheadChoice {
     fn in_software(self) -> bool {
+        matches!(self, ReadAheadChoice::Always | ReadAheadChoice::FarAhead)
+    }
+
+    fn reads_mean_lines_ahead(self) -> bool {
         self != ReadAheadChoice::Never
     }
 
     fn distance(self) -> usize {
         match self {
             ReadAheadChoice::FarAhead => FAR_PREFETCH_DISTANCE,
-            ReadAheadChoice::Always | ReadAheadChoice::Never => PREFETCH_DISTANCE,
+            ReadAheadChoice::Always | ReadAheadChoice::Never | ReadAheadChoice::MeanLinesOnly => PREFETCH_DISTANCE,
         }
     }
 
@@ -1158,7 +1171,7 @@ impl ReadAheadChoice {
         match self {
             ReadAheadChoice::Always => true,
             ReadAheadChoice::FarAhead => element_bytes > 1,
-            ReadAheadChoice::Never => false,
+            ReadAheadChoice::Never | ReadAheadChoice::MeanLinesOnly => false,
         }
     }
 
@@ -1188,9 +1201,15 @@ impl ReadAheadChoice {
         } else {
             base_family
         };
+        // The model as x86 defines it for families 6 and 15 up: the extended model
+        // above the base one.
+        let model = (signature >> 4) & 0xf | ((signature >> 16) & 0xf) << 4;
         match vendor {
             b"GenuineIntel" => ReadAheadChoice::Always,
             b"AuthenticAMD" if family >= ZEN5_FAMILY => ReadAheadChoice::FarAhead,
+            b"AuthenticAMD" if family == ZEN3_FAMILY && ZEN3_MODELS.iter().any(|models| models.contains(&model)) => {
+                ReadAheadChoice::MeanLinesOnly
+            }
             _ => ReadAheadChoice::Never,
         }
     }
@@ -1198,6 +1217,11 @@ impl ReadAheadChoice {
 
 /// AMD's CPU family of Zen 5 (26, 0x1a).
 const ZEN5_FAMILY: u32 = 0x1a;
+
+/// AMD's CPU family of Zen 3 and Zen 4 (25, 0x19), and the models in it that are Zen 3
+/// (EPYC 7003, Ryzen 5000 and 6000); Zen 4 has 0x10-0x1f and 0x60-0xaf.
+const ZEN3_FAMILY: u32 = 0x19;
+const ZEN3_MODELS: [std::ops::RangeInclusive<u32>; 3] = [0x00..=0x0f, 0x20..=0x2f, 0x40..=0x5f];
 
 /// How far ahead of its use a line is read into cache, in bytes.
 const PREFETCH_DISTANCE: usize = 2048;
@@ -1228,6 +1252,8 @@ const FAR_PREFETCH_DISTANCE: usize = 7168;
 pub(crate) struct ReadAhead<S> {
     next: [*const S; MAX_LINES],
     in_software: bool,
+    /// `reads_mean_lines_ahead`.
+    mean_lines_in_software: bool,
     /// `read_ahead_bytes`.
     distance: usize,
 }
@@ -1259,6 +1285,7 @@ impl<S> ReadAhead<S> {
         ReadAhead {
             next,
             in_software: reads_ahead_in_software(),
+            mean_lines_in_software: reads_mean_lines_ahead(),
             distance: read_ahead_bytes(),
         }
     }
@@ -1276,6 +1303,13 @@ impl<S> ReadAhead<S> {
         self.in_software
     }
 
+    /// Whether this CPU reads the one-mip 64-bit means' lines ahead in software
+    /// (`reads_mean_lines_ahead`).
+    #[inline(always)]
+    pub(crate) fn reads_mean_lines_ahead(&self) -> bool {
+        self.mean_lines_in_software
+    }
+
     /// The same addresses, for a kernel that sees the lines as another type of the
     /// same size.
     pub(crate) fn cast<W>(&self) -> ReadAhead<W> {
@@ -1283,6 +1317,7 @@ impl<S> ReadAhead<S> {
         ReadAhead {
             next: self.next.map(|p| p.cast::<W>()),
             in_software: self.in_software,
+            mean_lines_in_software: self.mean_lines_in_software,
             distance: self.distance,
         }
     }
@@ -1520,13 +1555,17 @@ mod tests {
     }
 
     #[test]
-    fn zen_5_reads_far_ahead_older_amd_leaves_it_to_the_hardware_intel_reads_near() {
+    fn zen_5_reads_far_ahead_zen_3_only_mean_lines_zen_4_leaves_it_to_the_hardware_intel_reads_near() {
         // cpuid leaf 1 signatures: family 26 model 2 (Zen 5) as read off the bench's
-        // guest; family 25 model 1 (Zen 3) and 17 (Zen 4); Intel family 6 model 167.
+        // guest; family 25 model 1 (Zen 3) and 17 (Zen 4), as read off the bench's
+        // guests, and models 0x21 (Zen 3) and 0x61 (Zen 4) of the desktop parts; Intel
+        // family 6 model 167.
         let amd = b"AuthenticAMD";
         assert_eq!(ReadAheadChoice::of(amd, 0x00b0_0f21), ReadAheadChoice::FarAhead);
-        assert_eq!(ReadAheadChoice::of(amd, 0x00a0_0f11), ReadAheadChoice::Never);
+        assert_eq!(ReadAheadChoice::of(amd, 0x00a0_0f11), ReadAheadChoice::MeanLinesOnly);
+        assert_eq!(ReadAheadChoice::of(amd, 0x00a2_0f10), ReadAheadChoice::MeanLinesOnly);
         assert_eq!(ReadAheadChoice::of(amd, 0x00a1_0f11), ReadAheadChoice::Never);
+        assert_eq!(ReadAheadChoice::of(amd, 0x00a6_0f12), ReadAheadChoice::Never);
         assert_eq!(
             ReadAheadChoice::of(b"GenuineIntel", 0x000a_0671),
             ReadAheadChoice::Always
@@ -1539,17 +1578,23 @@ mod tests {
 
     #[test]
     fn each_choice_reads_its_own_distance_ahead_and_zen_5_leaves_stacked_bytes_to_the_hardware() {
-        use ReadAheadChoice::{Always, FarAhead, Never};
+        use ReadAheadChoice::{Always, FarAhead, MeanLinesOnly, Never};
         assert_eq!(
-            [Always, FarAhead, Never].map(ReadAheadChoice::in_software),
-            [true, true, false]
+            [Always, FarAhead, Never, MeanLinesOnly].map(ReadAheadChoice::in_software),
+            [true, true, false, false]
         );
+        assert_eq!(
+            [Always, FarAhead, Never, MeanLinesOnly].map(ReadAheadChoice::reads_mean_lines_ahead),
+            [true, true, false, true]
+        );
+        assert_eq!(MeanLinesOnly.distance(), PREFETCH_DISTANCE);
         assert_eq!(Always.distance(), PREFETCH_DISTANCE);
         assert_eq!(FarAhead.distance(), FAR_PREFETCH_DISTANCE);
         for width in [1, 2, 4, 8] {
             assert!(Always.reads_stacked_lines_ahead(width));
             assert_eq!(FarAhead.reads_stacked_lines_ahead(width), width > 1);
             assert!(!Never.reads_stacked_lines_ahead(width));
+            assert!(!MeanLinesOnly.reads_stacked_lines_ahead(width));
         }
         // A line loop asks for what lies the choice's distance ahead.
         let data = [0u16; 8192];

@@ -14,7 +14,7 @@ use std::ops::AddAssign;
 
 use ndarray::{ArrayViewD, ArrayViewMutD};
 
-use crate::cascade::{self, BlockReducer, KeepState, KeptAsIs, Levels, ReadAhead, LINE_CHUNK};
+use crate::cascade::{self, BlockReducer, KeepState, KeptAsIs, Levels, LineAhead, ReadAhead, LINE_CHUNK};
 use crate::dtype::{AveragingClass, DType, Element};
 use crate::engine::{fill_output, reduce_level_rendered, Edge, Reducer, Source, Window};
 use crate::error::{bail, Result};
@@ -673,7 +673,7 @@ fn split_sum_mean<T: Element>(input: &ArrayViewD<'_, T>, family: Family, outputs
     let split_mean = SplitMean { split };
     if let [_] = outputs {
         // One mip: no level follows, so the state is the mean itself.
-        let levels = crate::kernels::same_type_levels(split_mean);
+        let levels = crate::kernels::same_type_levels(OneMipMean(split_mean));
         cascade::run_family(input, family, outputs, &levels);
         return;
     }
@@ -689,69 +689,114 @@ fn split_sum_mean<T: Element>(input: &ArrayViewD<'_, T>, family: Family, outputs
     cascade::run_family(input, family, outputs, &levels);
 }
 
-/// One mip of a dense 2x2 / 2x2x2 mean of 64-bit integers: each block's `SplitSum` is
-/// made from all of its lines at once and divided in registers, so the line buffers
-/// hold the means. Folded a line at a time (`BlockSum`), the sums' two u64 halves were
-/// stored side by side in those buffers, interleaved by shuffles on the way in and out.
-/// Measured on the Zen 3 guest (one thread, 512x512x64): int64 2x2x2 15.0 -> 12.7 ms,
-/// uint64 2x2x1 15.7 -> 14.2, int64 2x2x1 of a C-order input 29.7 -> 27.0; int64
-/// 2x2x1 in Fortran order unchanged (14.7) until its lines were read ahead in software
-/// (`line_pairs`).
-#[derive(Clone, Copy)]
-struct SplitMean {
-    /// log2 of the block's weight (see `SplitSum`).
-    split: u32,
-}
+/// What the one-mip means of 64-bit integers (`SplitMean`, `SparseSplitMean`) do their
+/// own way; `OneMipMean` runs either. Each block's sum is made from all of its lines
+/// at once and divided in registers, so the line buffers hold the means. Folded a line
+/// at a time (`BlockSum`), the sums' two u64 halves were stored side by side in those
+/// buffers, interleaved by shuffles on the way in and out. Measured on the Zen 3 guest
+/// (one thread, 512x512x64): int64 2x2x2 15.0 -> 12.7 ms, uint64 2x2x1 15.7 -> 14.2,
+/// int64 2x2x1 of a C-order input 29.7 -> 27.0; sparse u64 / i64 2x2x1 of 0-49 1.60x /
+/// 1.66x as fast. Every method is inlined into the cascade's AVX2 instance: the
+/// per-chunk work passed as a closure was compiled out of line without AVX2 (0.26x).
+trait InRegisterMean: Copy + Sync {
+    type Sum: Copy + Default + Send + AddAssign + Scale;
+    /// A value's part of its block's sum.
+    fn sum_of<T: Element>(&self, v: T) -> Self::Sum;
+    /// A block's mean from its sum.
+    fn mean_of<T: Element>(&self, sum: Self::Sum) -> T;
 
-impl SplitMean {
-    /// A block's split sum: the first level of a multi-mip pyramid, and this mean's
-    /// block-by-block fallback.
+    /// A block's sum: the first level of a multi-mip pyramid, and the block-by-block
+    /// fallback.
     #[inline(always)]
-    fn sums<T: Element>(&self) -> BlockSum<impl Fn(T) -> SplitSum + Sync, true> {
-        let split = self.split;
-        BlockSum(move |v: T| SplitSum::of(v, split))
+    fn sums<T: Element>(self) -> BlockSum<impl Fn(T) -> Self::Sum + Sync, true> {
+        BlockSum(move |v: T| self.sum_of(v))
     }
 
-    /// `results[x]` = the mean of values 2x and 2x + 1 of every one of `lines`, the
-    /// lines read side by side and ahead in software on every CPU. On the Zen 3 guest,
-    /// which leaves other loops' reading ahead to the hardware, the upper lines were
-    /// loaded into cache first (as the 2x2 mode does there): one thread, 512x512x64,
-    /// Fortran order, builds alternated in one process, int64 2x2x1 14.0-15.2 ms ->
-    /// 10.8-13.5, uint64 2x2x1 11.8 -> 10.8-11.3; 2x2x2, C order and 3 mips unchanged.
+    /// The sum of values 2x and 2x + 1 of every one of `pieces`.
     #[inline(always)]
-    fn line_pairs<T: Element, const L: usize>(&self, lines: [&[T]; L], ahead: &ReadAhead<T>, results: &mut [T]) {
-        let ahead = ahead.all_side_by_side(&lines);
-        let lines = lines.map(|line| &line[..2 * results.len()]);
-        for (chunk, results) in results.chunks_mut(LINE_CHUNK).enumerate() {
-            let start = 2 * LINE_CHUNK * chunk;
-            for line_ahead in &ahead {
-                line_ahead.prefetch(start, 2 * LINE_CHUNK);
-            }
-            let pieces = lines.map(|line| &line[start..start + 2 * results.len()]);
-            for (x, result) in results.iter_mut().enumerate() {
-                let mut sum = SplitSum::default();
-                for piece in &pieces {
-                    sum += SplitSum::of(piece[2 * x], self.split);
-                    sum += SplitSum::of(piece[2 * x + 1], self.split);
-                }
-                *result = sum.mean(self.split, self.split);
-            }
+    fn block_sum<T: Element, const L: usize>(&self, pieces: &[&[T]; L], x: usize) -> Self::Sum {
+        let mut sum = Self::Sum::default();
+        for piece in pieces {
+            sum += self.sum_of(piece[2 * x]);
+            sum += self.sum_of(piece[2 * x + 1]);
+        }
+        sum
+    }
+
+    /// `results[x]` = the mean of values 2x and 2x + 1 of every one of `pieces`: a
+    /// chunk of at most `LINE_CHUNK` results.
+    #[inline(always)]
+    fn chunk<T: Element, const L: usize>(&self, pieces: [&[T]; L], results: &mut [T]) {
+        for (x, result) in results.iter_mut().enumerate() {
+            *result = self.mean_of(self.block_sum(&pieces, x));
         }
     }
 }
 
-impl<T: Element, const N: usize> BlockReducer<T, N> for SplitMean {
+/// Runs an `InRegisterMean` as the reducer of a one-mip cascade.
+#[derive(Clone, Copy)]
+struct OneMipMean<M>(M);
+
+impl<M: InRegisterMean> OneMipMean<M> {
+    /// `results[x]` = the mean of values 2x and 2x + 1 of every one of `lines`, the
+    /// lines read side by side, in chunks of `LINE_CHUNK` results.
+    #[inline(always)]
+    fn line_pairs<T: Element, const L: usize>(&self, lines: [&[T]; L], ahead: &ReadAhead<T>, results: &mut [T]) {
+        let lines = lines.map(|line| &line[..2 * results.len()]);
+        let lines_ahead = mean_lines_ahead(&lines, ahead);
+        for (chunk, results) in results.chunks_mut(LINE_CHUNK).enumerate() {
+            let start = 2 * LINE_CHUNK * chunk;
+            for line_ahead in lines_ahead.iter().flatten() {
+                line_ahead.prefetch(start, 2 * LINE_CHUNK);
+            }
+            self.0
+                .chunk(lines.map(|line| &line[start..start + 2 * results.len()]), results);
+        }
+    }
+}
+
+/// How the one-mip 64-bit means read a row's lines, side by side: ahead in software
+/// (the lines to prefetch, chunk by chunk), or left to the hardware prefetcher (None),
+/// with short upper lines loaded into cache first, as the 2x2 mode does.
+///
+/// Ahead in software where the CPU reads ahead so (Intel, Zen 5) and on Zen 3, where
+/// it beat loading the upper lines first (one thread, 512x512x64, Fortran order,
+/// builds alternated in one process: int64 2x2x1 14.0-15.2 ms -> 10.8-13.5, uint64
+/// 2x2x1 11.8 -> 10.8-11.3). On the Zen 4 guest, the opposite: with lines of 4 KiB
+/// (512x512x64, one thread, preallocated outputs, builds alternated in one process),
+/// this way against reading ahead in software ran int64 / uint64 2x2x1 1.97x / 1.91x
+/// as fast, 2x2x2 1.58x / 1.55x, sparse uint64 (0-49, 30% zeros) 2x2x1 1.63x and 2x2x2
+/// 1.56x (full-range values, bound by their division, 1.02x); loading first won
+/// 1.45-1.60x on two threads and with 8 KiB lines too. With lines of 16 and 64 KiB, not
+/// loaded first, 2x2x1 ran 1.10-1.14x as fast read ahead in software as left to the
+/// hardware, 2x2x2 1.40-1.52x as fast left to the hardware.
+#[inline(always)]
+fn mean_lines_ahead<T, const L: usize>(lines: &[&[T]; L], ahead: &ReadAhead<T>) -> Option<[LineAhead<T>; L]> {
+    if ahead.reads_mean_lines_ahead() {
+        return Some(ahead.all_side_by_side(lines));
+    }
+    if std::mem::size_of_val(lines[0]) <= cascade::LINES_READ_FIRST_BYTES {
+        for upper in lines.iter().step_by(2) {
+            cascade::read_into_cache(upper);
+        }
+        return None;
+    }
+    (L == 2).then(|| ahead.all_side_by_side(lines))
+}
+
+impl<T: Element, const N: usize, M: InRegisterMean> BlockReducer<T, N> for OneMipMean<M> {
     type Out = T;
     const WEIGHTED: bool = true;
     const ORDER_FREE: bool = true;
     #[inline(always)]
     fn reduce(&self, block: &[T; N]) -> T {
-        BlockReducer::<T, N>::reduce(&self.sums(), block).mean(self.split, self.split)
+        self.0.mean_of(BlockReducer::<T, N>::reduce(&self.0.sums(), block))
     }
     /// Every block of a dense level weighs 2^split in all (see `block_counts`).
     #[inline(always)]
     fn reduce_weighted(&self, block: &[T; N], weights: &[u32; N]) -> T {
-        BlockReducer::<T, N>::reduce_weighted(&self.sums(), block, weights).mean(self.split, self.split)
+        self.0
+            .mean_of(BlockReducer::<T, N>::reduce_weighted(&self.0.sums(), block, weights))
     }
     #[inline(always)]
     fn reduce_line_pairs(&self, lines: &[&[T]], ahead: &ReadAhead<T>, results: &mut [T]) {
@@ -765,6 +810,25 @@ impl<T: Element, const N: usize> BlockReducer<T, N> for SplitMean {
                 }
             }
         }
+    }
+}
+
+/// One mip of a dense 2x2 / 2x2x2 mean of 64-bit integers, from `SplitSum`s.
+#[derive(Clone, Copy)]
+struct SplitMean {
+    /// log2 of the block's weight (see `SplitSum`).
+    split: u32,
+}
+
+impl InRegisterMean for SplitMean {
+    type Sum = SplitSum;
+    #[inline(always)]
+    fn sum_of<T: Element>(&self, v: T) -> SplitSum {
+        SplitSum::of(v, self.split)
+    }
+    #[inline(always)]
+    fn mean_of<T: Element>(&self, sum: SplitSum) -> T {
+        sum.mean(self.split, self.split)
     }
 }
 
@@ -930,7 +994,7 @@ fn sparse_split_mean<T: Element>(input: &ArrayViewD<'_, T>, family: Family, outp
     let sparse_mean = SparseSplitMean { split };
     if let [_] = outputs {
         // One mip: no level follows, so the state is the mean itself.
-        let levels = crate::kernels::same_type_levels(sparse_mean);
+        let levels = crate::kernels::same_type_levels(OneMipMean(sparse_mean));
         cascade::run_family(input, family, outputs, &levels);
         return;
     }
@@ -943,59 +1007,39 @@ fn sparse_split_mean<T: Element>(input: &ArrayViewD<'_, T>, family: Family, outp
     cascade::run_family(input, family, outputs, &levels);
 }
 
-/// One mip of a sparse 2x2 / 2x2x2 mean of 64-bit integers, as `SplitMean` does the
-/// dense one: each run of blocks' `SparseSplitSum`s is made from all of their lines at
-/// once and divided in registers, so the line buffers hold the means, not the sums'
-/// two u64 halves side by side (stored, then read back, interleaved by shuffles).
+/// One mip of a sparse 2x2 / 2x2x2 mean of 64-bit integers, from `SparseSplitSum`s
+/// (see `InRegisterMean`).
 #[derive(Clone, Copy)]
 struct SparseSplitMean {
     /// log2 of the block's weight (see `SparseSplitSum`).
     split: u32,
 }
 
+impl InRegisterMean for SparseSplitMean {
+    type Sum = SparseSplitSum;
+    #[inline(always)]
+    fn sum_of<T: Element>(&self, v: T) -> SparseSplitSum {
+        SparseSplitSum::of(v, self.split)
+    }
+    #[inline(always)]
+    fn mean_of<T: Element>(&self, sum: SparseSplitSum) -> T {
+        sum.mean(self.split)
+    }
+    /// Whole chunks by `whole_chunk`, a line's last one block by block.
+    #[inline(always)]
+    fn chunk<T: Element, const L: usize>(&self, pieces: [&[T]; L], results: &mut [T]) {
+        if let Ok(whole) = <&mut [T; LINE_CHUNK]>::try_from(&mut *results) {
+            self.whole_chunk(pieces.map(|piece| piece.try_into().expect("a whole chunk")), whole);
+        } else {
+            for (x, result) in results.iter_mut().enumerate() {
+                *result = self.mean_of(self.block_sum(&pieces, x));
+            }
+        }
+    }
+}
+
 impl SparseSplitMean {
-    /// A block's sparse split sum: the first level of a multi-mip pyramid, and this
-    /// mean's block-by-block fallback.
-    #[inline(always)]
-    fn sums<T: Element>(&self) -> BlockSum<impl Fn(T) -> SparseSplitSum + Sync, true> {
-        let split = self.split;
-        BlockSum(move |v: T| SparseSplitSum::of(v, split))
-    }
-
-    /// `results[x]` = the sparse mean of values 2x and 2x + 1 of every one of `lines`,
-    /// the lines read side by side and ahead in software (as `SplitMean::line_pairs`).
-    #[inline(always)]
-    fn line_pairs<T: Element, const L: usize>(&self, lines: [&[T]; L], ahead: &ReadAhead<T>, results: &mut [T]) {
-        let ahead = ahead.all_side_by_side(&lines);
-        let lines = lines.map(|line| &line[..2 * results.len()]);
-        for (chunk, results) in results.chunks_mut(LINE_CHUNK).enumerate() {
-            let start = 2 * LINE_CHUNK * chunk;
-            for line_ahead in &ahead {
-                line_ahead.prefetch(start, 2 * LINE_CHUNK);
-            }
-            let pieces = lines.map(|line| &line[start..start + 2 * results.len()]);
-            if let Ok(whole) = <&mut [T; LINE_CHUNK]>::try_from(&mut *results) {
-                self.whole_chunk(pieces.map(|piece| piece.try_into().expect("a whole chunk")), whole);
-            } else {
-                for (x, result) in results.iter_mut().enumerate() {
-                    *result = self.block_sum(&pieces, x).mean(self.split);
-                }
-            }
-        }
-    }
-
-    /// The sparse split sum of values 2x and 2x + 1 of every one of `pieces`.
-    #[inline(always)]
-    fn block_sum<T: Element, const L: usize>(&self, pieces: &[&[T]; L], x: usize) -> SparseSplitSum {
-        let mut sum = SparseSplitSum::default();
-        for piece in pieces {
-            sum += SparseSplitSum::of(piece[2 * x], self.split);
-            sum += SparseSplitSum::of(piece[2 * x + 1], self.split);
-        }
-        sum
-    }
-
-    /// `line_pairs` over a whole chunk: its sums' high and low parts go to two arrays,
+    /// `chunk` over a whole chunk: its sums' high and low parts go to two arrays,
     /// and runs of small ones are divided in f64 lanes (as `SparseSplitMeans` does), by
     /// `x86::small_split_means` where the CPU has AVX2. Written the obvious way, LLVM
     /// left these loops scalar once inlined into the cascade: over chunks of any length,
@@ -1043,33 +1087,6 @@ impl SparseSplitMean {
             } else {
                 for (i, result) in results.iter_mut().enumerate() {
                     *result = sum(i).mean::<T>(self.split);
-                }
-            }
-        }
-    }
-}
-
-impl<T: Element, const N: usize> BlockReducer<T, N> for SparseSplitMean {
-    type Out = T;
-    const WEIGHTED: bool = true;
-    const ORDER_FREE: bool = true;
-    #[inline(always)]
-    fn reduce(&self, block: &[T; N]) -> T {
-        BlockReducer::<T, N>::reduce(&self.sums(), block).mean(self.split)
-    }
-    #[inline(always)]
-    fn reduce_weighted(&self, block: &[T; N], weights: &[u32; N]) -> T {
-        BlockReducer::<T, N>::reduce_weighted(&self.sums(), block, weights).mean(self.split)
-    }
-    #[inline(always)]
-    fn reduce_line_pairs(&self, lines: &[&[T]], ahead: &ReadAhead<T>, results: &mut [T]) {
-        match *lines {
-            [a, b] => self.line_pairs([a, b], ahead, results),
-            [a, b, c, d] => self.line_pairs([a, b, c, d], ahead, results),
-            _ => {
-                for (x, result) in results.iter_mut().enumerate() {
-                    let block: [T; N] = std::array::from_fn(|i| lines[i / 2][2 * x + i % 2]);
-                    *result = BlockReducer::<T, N>::reduce(self, &block);
                 }
             }
         }
@@ -1871,7 +1888,12 @@ mod tests {
                 })
                 .collect();
             let line_refs: Vec<&[T]> = lines.iter().map(Vec::as_slice).collect();
-            let got = row_sums::<T, T, _, N>(&SparseSplitMean { split }, &line_refs, len, T::from_i128(77));
+            let got = row_sums::<T, T, _, N>(
+                &OneMipMean(SparseSplitMean { split }),
+                &line_refs,
+                len,
+                T::from_i128(77),
+            );
             let expected: Vec<T> = (0..len)
                 .map(|x| {
                     let block = lines.iter().flat_map(|line| [line[2 * x], line[2 * x + 1]]);
