@@ -797,7 +797,8 @@ impl<T: Element, const N: usize, M: InRegisterMean> BlockReducer<T, N> for OneMi
     fn reduce(&self, block: &[T; N]) -> T {
         self.0.mean_of(BlockReducer::<T, N>::reduce(&self.0.sums(), block))
     }
-    /// Every block of a dense level weighs 2^split in all (see `block_counts`).
+    /// The weighted sum (`sums`), then its mean: every block of a dense level weighs
+    /// 2^split in all (see `block_counts`), a sparse one counts its weighted nonzeros.
     #[inline(always)]
     fn reduce_weighted(&self, block: &[T; N], weights: &[u32; N]) -> T {
         self.0
