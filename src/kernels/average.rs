@@ -916,7 +916,9 @@ impl SparseSplitSum {
 /// Against a long division in base 2^K in two 64-bit divisions (512x512x64 int64 and
 /// uint64 of magnitudes up to 2^60, 30% zeros, one thread, Zen 5, builds alternated in
 /// one process): 2x2x1 1.28-1.33x as fast, 2x2x2 1.22-1.25x. An f64 estimate corrected
-/// by its remainder, without a division, was 0.70-0.84x as fast as this.
+/// by its remainder, without a division, was 0.70-0.84x as fast as this. One mip's
+/// whole chunks divide in f64 lanes instead where the CPU has AVX2
+/// (`SparseSplitMean::whole_chunk`).
 #[inline(always)]
 fn narrow_quotient<T: Element>(sum: i128, count: u64) -> i128 {
     #[cfg(all(target_arch = "x86_64", not(miri)))]
@@ -1045,14 +1047,25 @@ impl InRegisterMean for SparseSplitMean {
 }
 
 impl SparseSplitMean {
-    /// `chunk` over a whole chunk: its sums' high and low parts go to two arrays,
-    /// and runs of small ones are divided in f64 lanes (as `SparseSplitMeans` does), by
-    /// `x86::small_split_means` where the CPU has AVX2. Written the obvious way, LLVM
-    /// left these loops scalar once inlined into the cascade: over chunks of any length,
-    /// or with the sums kept as `SparseSplitSum`s side by side, the sums (one thread,
-    /// 512x512x64 u64 of 0-49 with 30% zeros, Zen 3: 2x2x1 at 0.26x the speed of the
-    /// two-pass way it replaces), and in every form tried the division (this function
-    /// with it: 1.09-1.16x as fast as without).
+    /// `chunk` over a whole chunk: its sums' high and low parts go to two arrays, which
+    /// are divided in f64 lanes where the CPU has AVX2, the whole chunk in one call:
+    /// by `x86::small_split_means` where every sum is small (`is_small`, as every
+    /// realistic image's are), else by `x86::split_means`. Elsewhere runs of small sums
+    /// are divided in f64 (as `SparseSplitMeans` does), the others by `mean`'s DIV.
+    ///
+    /// Written the obvious way, LLVM left these loops scalar once inlined into the
+    /// cascade: over chunks of any length, or with the sums kept as `SparseSplitSum`s
+    /// side by side, the sums (one thread, 512x512x64 u64 of 0-49 with 30% zeros, Zen 3:
+    /// 2x2x1 at 0.26x the speed of the two-pass way it replaces), and in every form
+    /// tried the division (this function with it: 1.09-1.16x as fast as without).
+    /// `split_means` against a DIV / IDIV per voxel (int64 / uint64 of the full range,
+    /// 30% zeros, one thread, Zen 4 guest, builds alternated in one process): 2x2x1
+    /// 1.37x / 1.66x as fast in cache (256x256x16), 1.39x / 1.51-1.64x from memory
+    /// (512x512x64); 2x2x2 1.27x / 1.48x and 1.31x / 1.52-1.56x; small values
+    /// unchanged (0.98-1.02x). Called on a run of 8 sums at a time, it ran 0.9-1.3x as
+    /// fast as the DIV, within the noise: perf put a third of the time in it, about 60
+    /// cycles a call, the length of its two dependent divisions, which the next call's
+    /// scalar work did not overlap.
     #[inline(always)]
     fn whole_chunk<T: Element, const L: usize>(
         &self,
@@ -1064,35 +1077,43 @@ impl SparseSplitMean {
             let sum = self.block_sum(&pieces.map(|piece| &piece[..]), x);
             (high[x], low[x]) = (sum.high, sum.low);
         }
-        const RUN: usize = SparseSplitMeans::RUN;
+        let split = self.split;
+        let sum = |x: usize| SparseSplitSum {
+            high: high[x],
+            low: low[x],
+        };
         #[cfg(all(target_arch = "x86_64", not(miri)))]
-        let avx2 = std::arch::is_x86_feature_detected!("avx2");
-        for run in 0..LINE_CHUNK / RUN {
-            let start = RUN * run;
-            let sum = |i: usize| SparseSplitSum {
-                high: high[start + i],
-                low: low[start + i],
-            };
-            let results = &mut results[start..start + RUN];
-            if (0..RUN).all(|i| sum(i).is_small::<T>(self.split)) {
-                #[cfg(all(target_arch = "x86_64", not(miri)))]
-                if avx2 {
-                    let mut means = [0i64; RUN];
-                    let (high, low) = (&high[start..][..RUN], &low[start..][..RUN]);
-                    let (high, low) = (high.try_into().expect("a run"), low.try_into().expect("a run"));
-                    // SAFETY: the CPU has AVX2 (`avx2`).
-                    unsafe { x86::small_split_means(high, low, self.split, &mut means) };
-                    for (result, mean) in results.iter_mut().zip(means) {
-                        *result = T::from_i128(mean as i128);
-                    }
-                    continue;
+        if std::arch::is_x86_feature_detected!("avx2") {
+            let mut means = [0u64; LINE_CHUNK];
+            // SAFETY: the CPU has AVX2.
+            unsafe {
+                if (0..LINE_CHUNK).all(|x| sum(x).is_small::<T>(split)) {
+                    x86::small_split_means(&high, &low, split, &mut means)
+                } else if const { unsigned::<T>() } {
+                    x86::split_means::<false, LINE_CHUNK>(&high, &low, split, &mut means)
+                } else {
+                    x86::split_means::<true, LINE_CHUNK>(&high, &low, split, &mut means)
                 }
-                for (i, result) in results.iter_mut().enumerate() {
-                    *result = T::from_i128(sum(i).small_mean(self.split) as i128);
+            }
+            for (result, mean) in results.iter_mut().zip(means) {
+                *result = T::from_i128(if const { unsigned::<T>() } {
+                    mean as i128
+                } else {
+                    mean as i64 as i128
+                });
+            }
+            return;
+        }
+        const RUN: usize = SparseSplitMeans::RUN;
+        for (run, results) in results.chunks_exact_mut(RUN).enumerate() {
+            let start = RUN * run;
+            if (start..start + RUN).all(|x| sum(x).is_small::<T>(split)) {
+                for (x, result) in (start..).zip(results) {
+                    *result = T::from_i128(sum(x).small_mean(split) as i128);
                 }
             } else {
-                for (i, result) in results.iter_mut().enumerate() {
-                    *result = sum(i).mean::<T>(self.split);
+                for (x, result) in (start..).zip(results) {
+                    *result = sum(x).mean::<T>(split);
                 }
             }
         }
@@ -1870,6 +1891,30 @@ mod tests {
             let mut rendered = vec![T::default(); sums.len()];
             SparseSplitMeans { split }.render_line(&sums, &mut rendered);
             assert_eq!(rendered, means, "split {split}");
+            #[cfg(all(target_arch = "x86_64", not(miri)))]
+            if std::arch::is_x86_feature_detected!("avx2") {
+                for (sums, means) in sums.chunks_exact(8).zip(means.chunks_exact(8)) {
+                    let high = std::array::from_fn(|i| sums[i].high);
+                    let low = std::array::from_fn(|i| sums[i].low);
+                    let mut got = [0u64; 8];
+                    // SAFETY: the CPU has AVX2.
+                    unsafe {
+                        if unsigned::<T>() {
+                            x86::split_means::<false, 8>(&high, &low, split, &mut got)
+                        } else {
+                            x86::split_means::<true, 8>(&high, &low, split, &mut got)
+                        }
+                    };
+                    let got = got.map(|mean| {
+                        T::from_i128(if unsigned::<T>() {
+                            mean as i128
+                        } else {
+                            mean as i64 as i128
+                        })
+                    });
+                    assert_eq!(got, means, "split {split}, in f64 lanes");
+                }
+            }
         }
     }
 

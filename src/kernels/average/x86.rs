@@ -6,8 +6,10 @@
 //! voxel on its own (measured on 1024x1024x64 u8, one sparse mip: packing was 1.9 of
 //! 9.4 ms).
 //!
-//! Sparse means of 64-bit integers (`SparseSplitSum::small_mean`) in f64 lanes, which
-//! LLVM left scalar where the chunk's loops were inlined into the cascade.
+//! Sparse means of 64-bit integers in f64 lanes: small sums (`SparseSplitSum::small_mean`),
+//! which LLVM left scalar where the chunk's loops were inlined into the cascade, and
+//! sums of the full range in two exact divisions, where `SparseSplitSum::mean` takes a
+//! DIV / IDIV per voxel.
 //!
 //! Sparse means of bytes by a multiply-high with the count's reciprocal, looked up with
 //! `vpshufb`: the f32 division widens each value to 32 bits and back and converts it
@@ -16,14 +18,15 @@
 use super::SparseSplitSum;
 use crate::cascade::ReadAhead;
 use std::arch::x86_64::{
-    __m128i, __m256i, _mm256_add_epi16, _mm256_add_epi64, _mm256_add_pd, _mm256_and_si256, _mm256_blendv_epi8,
-    _mm256_broadcastsi128_si256, _mm256_castpd_si256, _mm256_castsi256_pd, _mm256_cmpeq_epi64, _mm256_cmpgt_epi16,
-    _mm256_div_pd, _mm256_loadu_si256, _mm256_madd_epi16, _mm256_maddubs_epi16, _mm256_min_epu8, _mm256_mulhi_epu16,
-    _mm256_or_si256, _mm256_packus_epi16, _mm256_packus_epi32, _mm256_permute4x64_epi64, _mm256_round_pd,
-    _mm256_set1_epi16, _mm256_set1_epi32, _mm256_set1_epi64x, _mm256_set1_epi8, _mm256_set1_pd, _mm256_setzero_si256,
-    _mm256_shuffle_epi8, _mm256_sll_epi16, _mm256_sll_epi64, _mm256_slli_epi16, _mm256_sra_epi16, _mm256_srai_epi16,
-    _mm256_srl_epi16, _mm256_srli_epi64, _mm256_storeu_si256, _mm256_sub_epi64, _mm256_sub_pd, _mm256_testz_si256,
-    _mm_cvtsi32_si128, _mm_loadu_si128, _MM_FROUND_NO_EXC, _MM_FROUND_TO_ZERO,
+    __m128i, __m256d, __m256i, _mm256_add_epi16, _mm256_add_epi64, _mm256_add_pd, _mm256_and_si256, _mm256_blendv_epi8,
+    _mm256_broadcastsi128_si256, _mm256_castpd_si256, _mm256_castsi256_pd, _mm256_cmp_pd, _mm256_cmpeq_epi64,
+    _mm256_cmpgt_epi16, _mm256_cmpgt_epi64, _mm256_div_pd, _mm256_loadu_si256, _mm256_madd_epi16, _mm256_maddubs_epi16,
+    _mm256_min_epu8, _mm256_mul_pd, _mm256_mulhi_epu16, _mm256_or_si256, _mm256_packus_epi16, _mm256_packus_epi32,
+    _mm256_permute4x64_epi64, _mm256_round_pd, _mm256_set1_epi16, _mm256_set1_epi32, _mm256_set1_epi64x,
+    _mm256_set1_epi8, _mm256_set1_pd, _mm256_setzero_pd, _mm256_setzero_si256, _mm256_shuffle_epi8, _mm256_sll_epi16,
+    _mm256_sll_epi64, _mm256_slli_epi16, _mm256_sra_epi16, _mm256_srai_epi16, _mm256_srl_epi16, _mm256_srl_epi64,
+    _mm256_srli_epi64, _mm256_storeu_si256, _mm256_sub_epi64, _mm256_sub_pd, _mm256_testz_si256, _mm256_xor_si256,
+    _mm_cvtsi32_si128, _mm_loadu_si128, _CMP_NEQ_OQ, _MM_FROUND_NO_EXC, _MM_FROUND_TO_NEG_INF, _MM_FROUND_TO_ZERO,
 };
 
 /// Results per vector: 16 lanes of 16 bits, from 32 bytes of each line.
@@ -311,23 +314,29 @@ pub(super) unsafe fn packed_byte_means(values: &[u16], out: &mut [u8], sum_bits:
     x
 }
 
-/// `out[i]` = `SparseSplitSum { high: high[i], low: low[i] }.small_mean(split)` for
-/// sums the caller has found small (`is_small`: |sum| < 2^51): the same f64 operations
-/// (`small_f64`'s conversions, one division, truncation), four lanes at a time.
+/// `out[i]` = `SparseSplitSum { high: high[i], low: low[i] }.small_mean(split)` (as
+/// i64 bits) for sums the caller has found small (`is_small`: |sum| < 2^51): the same
+/// f64 operations (`small_f64`'s conversions, one division, truncation), four lanes at
+/// a time.
 ///
 /// # Safety
 /// AVX2 is available.
 #[target_feature(enable = "avx2")]
-pub(super) unsafe fn small_split_means(high: &[u64; 8], low: &[u64; 8], split: u32, out: &mut [i64; 8]) {
+pub(super) unsafe fn small_split_means<const N: usize>(
+    high: &[u64; N],
+    low: &[u64; N],
+    split: u32,
+    out: &mut [u64; N],
+) {
+    const { assert!(N % 4 == 0) };
     let magic_bits = _mm256_set1_epi64x(super::small_f64::MAGIC.to_bits() as i64);
     let magic = _mm256_set1_pd(super::small_f64::MAGIC);
     let low_mask = _mm256_set1_epi64x((1 << SparseSplitSum::COUNT_SHIFT) - 1);
     let split = _mm_cvtsi32_si128(split as i32);
     // small_f64::from_i64, lane by lane.
     let to_f64 = |v: __m256i| _mm256_sub_pd(_mm256_castsi256_pd(_mm256_add_epi64(v, magic_bits)), magic);
-    for half in 0..2 {
-        let at = 4 * half;
-        // SAFETY: at + 4 <= 8, the arrays' length; loadu and storeu have no alignment need.
+    for at in (0..N).step_by(4) {
+        // SAFETY: at + 4 <= N, the arrays' length; loadu and storeu have no alignment need.
         unsafe {
             let high = _mm256_loadu_si256(high.as_ptr().add(at).cast());
             let low = _mm256_loadu_si256(low.as_ptr().add(at).cast());
@@ -339,6 +348,90 @@ pub(super) unsafe fn small_split_means(high: &[u64; 8], low: &[u64; 8], split: u
             let truncated = _mm256_round_pd::<{ _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC }>(quotient);
             // small_f64::truncate's way back to an integer.
             let mean = _mm256_sub_epi64(_mm256_castpd_si256(_mm256_add_pd(truncated, magic)), magic_bits);
+            _mm256_storeu_si256(out.as_mut_ptr().add(at).cast(), mean);
+        }
+    }
+}
+
+/// `out[i]` = `SparseSplitSum { high: high[i], low: low[i] }.mean::<T>(split)` for any
+/// sums of a T (`SIGNED` when T is), as u64 bits, four lanes at a time: the 128-bit
+/// division by the count that `mean` does with one DIV / IDIV per voxel, here as two
+/// exact f64 divisions, the long division of sum = high * 2^split + low in base
+/// 2^(m + split), m = 50 - 2 * split. With a = high >> m (floored), b = high mod 2^m,
+///
+/// ```text
+/// a = qa * count + ra,  ra * 2^(m + split) + b * 2^split + low = qb * count + rb,
+/// ```
+///
+/// both floored, remainders in [0, count), floor(sum / count) is
+/// qa * 2^(m + split) + qb in wrapping 64-bit arithmetic (the mean fits 64 bits; the
+/// terms need not), plus 1 where it is negative and rb is not 0, to truncate toward
+/// zero.
+///
+/// Both dividends are integers below 2^51 in magnitude: |a| <= 2^(64 - m) <= 2^46
+/// for split <= 16 (`SparseSplitSum::MAX_SPLIT`), and the second is below 2^50 + 2^32
+/// (ra < count <= 2^split, b < 2^m, low < 2^32). So each is exact in f64, and its
+/// rounded quotient by count is within |x| / count * 2^-53 < 1 / count of the true
+/// one: no nearer to the next integer than a quotient with a remainder can be, so the
+/// floor of the rounded quotient is the floored quotient, and the remainder computed
+/// from it is exact.
+///
+/// # Safety
+/// AVX2 is available.
+#[target_feature(enable = "avx2")]
+pub(super) unsafe fn split_means<const SIGNED: bool, const N: usize>(
+    high: &[u64; N],
+    low: &[u64; N],
+    split: u32,
+    out: &mut [u64; N],
+) {
+    const { assert!(N % 4 == 0) };
+    assert!(split <= SparseSplitSum::MAX_SPLIT);
+    let magic_bits = _mm256_set1_epi64x(super::small_f64::MAGIC.to_bits() as i64);
+    let magic = _mm256_set1_pd(super::small_f64::MAGIC);
+    let low_mask = _mm256_set1_epi64x((1 << SparseSplitSum::COUNT_SHIFT) - 1);
+    let lower_bits = 50 - 2 * split;
+    let lower_mask = _mm256_set1_epi64x((1 << lower_bits) - 1);
+    let sign_bit = _mm256_set1_epi64x(1 << (63 - lower_bits));
+    let upper_base = _mm256_set1_pd((1u64 << (lower_bits + split)) as f64);
+    let split_base = _mm256_set1_pd((1u64 << split) as f64);
+    let lower_shift = _mm_cvtsi32_si128(lower_bits as i32);
+    let upper_shift = _mm_cvtsi32_si128((lower_bits + split) as i32);
+    // small_f64's conversions, lane by lane, for integers below 2^51 in magnitude.
+    let to_f64 = |v: __m256i| _mm256_sub_pd(_mm256_castsi256_pd(_mm256_add_epi64(v, magic_bits)), magic);
+    let to_i64 = |v: __m256d| _mm256_sub_epi64(_mm256_castpd_si256(_mm256_add_pd(v, magic)), magic_bits);
+    // (floor(x / count), x - that * count).
+    let divide = |x: __m256d, count: __m256d| {
+        let quotient = _mm256_round_pd::<{ _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC }>(_mm256_div_pd(x, count));
+        (quotient, _mm256_sub_pd(x, _mm256_mul_pd(quotient, count)))
+    };
+    for at in (0..N).step_by(4) {
+        // SAFETY: at + 4 <= N, the arrays' length; loadu and storeu have no alignment need.
+        unsafe {
+            let high = _mm256_loadu_si256(high.as_ptr().add(at).cast());
+            let low = _mm256_loadu_si256(low.as_ptr().add(at).cast());
+            let count = _mm256_srli_epi64::<{ SparseSplitSum::COUNT_SHIFT as i32 }>(low);
+            // count.max(1): comparing gives -1 where the count is 0 (whose sum is 0).
+            let count = to_f64(_mm256_sub_epi64(
+                count,
+                _mm256_cmpeq_epi64(count, _mm256_setzero_si256()),
+            ));
+            let mut upper = _mm256_srl_epi64(high, lower_shift);
+            if SIGNED {
+                // Sign-extended: AVX2 has no 64-bit arithmetic shift.
+                upper = _mm256_sub_epi64(_mm256_xor_si256(upper, sign_bit), sign_bit);
+            }
+            let (qa, ra) = divide(to_f64(upper), count);
+            let lower = _mm256_mul_pd(to_f64(_mm256_and_si256(high, lower_mask)), split_base);
+            let rest = _mm256_add_pd(lower, to_f64(_mm256_and_si256(low, low_mask)));
+            let (qb, rb) = divide(_mm256_add_pd(_mm256_mul_pd(ra, upper_base), rest), count);
+            let mut mean = _mm256_add_epi64(_mm256_sll_epi64(to_i64(qa), upper_shift), to_i64(qb));
+            if SIGNED {
+                let negative = _mm256_cmpgt_epi64(_mm256_setzero_si256(), mean);
+                let inexact = _mm256_castpd_si256(_mm256_cmp_pd::<_CMP_NEQ_OQ>(rb, _mm256_setzero_pd()));
+                // Adding 1 is subtracting the all-ones mask.
+                mean = _mm256_sub_epi64(mean, _mm256_and_si256(negative, inexact));
+            }
             _mm256_storeu_si256(out.as_mut_ptr().add(at).cast(), mean);
         }
     }
