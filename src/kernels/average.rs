@@ -1062,7 +1062,7 @@ impl SparseSplitMean {
     /// 30% zeros, one thread, Zen 4 guest, builds alternated in one process): 2x2x1
     /// 1.37x / 1.66x as fast in cache (256x256x16), 1.39x / 1.51-1.64x from memory
     /// (512x512x64); 2x2x2 1.27x / 1.48x and 1.31x / 1.52-1.56x; small values
-    /// unchanged (0.98-1.02x). Called on a run of 8 sums at a time, it ran 0.9-1.3x as
+    /// unchanged (0.95-1.02x). Called on a run of 8 sums at a time, it ran 0.9-1.3x as
     /// fast as the DIV, within the noise: perf put a third of the time in it, about 60
     /// cycles a call, the length of its two dependent divisions, which the next call's
     /// scalar work did not overlap.
