@@ -1124,6 +1124,7 @@ pub(crate) fn reads_mean_lines_ahead() -> bool {
 /// labels, random, realistic and sparse, preallocated outputs), each line one thread
 /// 1.00-1.07x; there, only rows of short lines go line by line
 /// (`mode::x86::EACH_LINE_AHEAD_BYTES`).
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
 pub(crate) fn reads_rows_ahead_line_by_line() -> bool {
     read_ahead_choice() == ReadAheadChoice::Always
 }
@@ -1139,6 +1140,7 @@ fn read_ahead_choice() -> ReadAheadChoice {
 
 /// How this CPU reads lines ahead (`reads_ahead_in_software`, `read_ahead_bytes`).
 #[derive(Clone, Copy, Debug, PartialEq)]
+#[cfg_attr(any(not(target_arch = "x86_64"), miri), allow(dead_code))]
 enum ReadAheadChoice {
     /// In software, `PREFETCH_DISTANCE` ahead (Intel, and `READ_AHEAD_ENV=1`).
     Always,
@@ -1192,6 +1194,7 @@ impl ReadAheadChoice {
     }
 
     /// The choice for a CPU of this vendor string and cpuid leaf 1 signature.
+    #[cfg_attr(any(not(target_arch = "x86_64"), miri), allow(dead_code))]
     fn of(vendor: &[u8], signature: u32) -> Self {
         // The family as x86 defines it: the base family, plus the extended family
         // where the base one is 15.
@@ -1216,11 +1219,14 @@ impl ReadAheadChoice {
 }
 
 /// AMD's CPU family of Zen 5 (26, 0x1a).
+#[cfg_attr(any(not(target_arch = "x86_64"), miri), allow(dead_code))]
 const ZEN5_FAMILY: u32 = 0x1a;
 
 /// AMD's CPU family of Zen 3 and Zen 4 (25, 0x19), and the models in it that are Zen 3
 /// (EPYC 7003, Ryzen 5000 and 6000); Zen 4 has 0x10-0x1f and 0x60-0xaf.
+#[cfg_attr(any(not(target_arch = "x86_64"), miri), allow(dead_code))]
 const ZEN3_FAMILY: u32 = 0x19;
+#[cfg_attr(any(not(target_arch = "x86_64"), miri), allow(dead_code))]
 const ZEN3_MODELS: [std::ops::RangeInclusive<u32>; 3] = [0x00..=0x0f, 0x20..=0x2f, 0x40..=0x5f];
 
 /// How far ahead of its use a line is read into cache, in bytes.
@@ -1312,6 +1318,7 @@ impl<S> ReadAhead<S> {
 
     /// The same addresses, for a kernel that sees the lines as another type of the
     /// same size.
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
     pub(crate) fn cast<W>(&self) -> ReadAhead<W> {
         assert_eq!(std::mem::size_of::<S>(), std::mem::size_of::<W>());
         ReadAhead {
@@ -1354,6 +1361,7 @@ impl<S> ReadAhead<S> {
     /// second, at twice the pace the pair is read. When a pair's lines follow each
     /// other in memory, that is address order.
     #[inline(always)]
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
     pub(crate) fn next_in_pairs<const P: usize>(&self, lines: &[&[S]]) -> [PairAhead<S>; P] {
         std::array::from_fn(|i| PairAhead {
             first: self.next[2 * i],
@@ -1364,12 +1372,14 @@ impl<S> ReadAhead<S> {
 }
 
 /// The next output line's two lines of a pair, read ahead while the pair is reduced.
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
 pub(crate) struct PairAhead<S> {
     first: *const S,
     len: usize,
     second_from_start: *const S,
 }
 
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
 impl<S> PairAhead<S> {
     /// Asks for the next pair's `2 * len` elements that correspond to `len` elements
     /// from `position` of the pair being reduced (see `prefetch_into`).

@@ -931,6 +931,7 @@ fn reduce_whole_windows<S: Copy, T>(
 /// scan order), whole for x < `windows`. The reduction writes the results of the
 /// leading windows it takes and returns how many; the caller reduces the rest one by
 /// one.
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
 pub(crate) struct WindowRun<'r, S> {
     pub rows: &'r [&'r [S]],
     pub width: usize,
@@ -957,6 +958,7 @@ impl<'r, S: Copy> WindowRun<'r, S> {
     /// Asks for `len` values of every row ahead of `position`, or past a row's end, of
     /// the next output row's rows (as the window loop of `reduce_windows` does).
     #[inline(always)]
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
     pub fn read_ahead(&self, position: usize, len: usize) {
         if let Some((ahead, src, next_rows)) = self.ahead {
             read_rows_ahead(self.rows, src, next_rows, position + ahead, len);

@@ -1209,6 +1209,7 @@ fn packed_sparse_mean<T: Element, P: PackedMean, const SUM_BITS: u32>(
 /// AVX2 where the CPU has it, bit-identical; everything else, and every other type,
 /// through `sum`. (Through `sum`, 2x2x1 averaging of a 1024x1024x64 i8 volume ran at
 /// 20,200 MVx/s, 1.75x tinybrain, against 34,300 for u8; one thread, Zen 5.)
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
 struct BytePairSums<Convert, const WEIGHTED: bool, const COUNTING: bool> {
     sum: BlockSum<Convert, WEIGHTED>,
     count_shift: u32,
@@ -1527,12 +1528,14 @@ impl<A: ShiftedAccumulator, T: Element> RenderLine<A, T> for ShiftedRender {
 
 /// `slice` as a slice of `To`, when `From` is `To`: how a generic path hands its lines
 /// to a kernel written for one concrete type.
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
 fn as_slice_of<From: 'static, To: 'static>(slice: &[From]) -> Option<&[To]> {
     // SAFETY: the same TypeId is the same type: the same memory, type and length.
     (TypeId::of::<From>() == TypeId::of::<To>())
         .then(|| unsafe { std::slice::from_raw_parts(slice.as_ptr().cast::<To>(), slice.len()) })
 }
 
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
 fn as_mut_slice_of<From: 'static, To: 'static>(slice: &mut [From]) -> Option<&mut [To]> {
     // SAFETY: as for `as_slice_of`; the view borrows `slice` mutably for its lifetime.
     (TypeId::of::<From>() == TypeId::of::<To>())
@@ -1542,6 +1545,7 @@ fn as_mut_slice_of<From: 'static, To: 'static>(slice: &mut [From]) -> Option<&mu
 /// A slice of signed integers seen as the unsigned ones of their width (i8 as u8, i16
 /// as u16), for the AVX2 kernels written for the unsigned: wrapping sums of two's
 /// complement values are the same bits either way.
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
 fn same_width<Signed: SignedInteger>(slice: &[Signed]) -> &[Signed::Unsigned] {
     const { Signed::SAME_LAYOUT };
     // SAFETY: `SignedInteger` is implemented for i8 and i16 only, whose `Unsigned` is
@@ -1550,6 +1554,7 @@ fn same_width<Signed: SignedInteger>(slice: &[Signed]) -> &[Signed::Unsigned] {
     unsafe { std::slice::from_raw_parts(slice.as_ptr().cast(), slice.len()) }
 }
 
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
 fn same_width_mut<Signed: SignedInteger>(slice: &mut [Signed]) -> &mut [Signed::Unsigned] {
     const { Signed::SAME_LAYOUT };
     // SAFETY: as for `same_width`; the view borrows `slice` mutably for its lifetime.
@@ -1557,6 +1562,7 @@ fn same_width_mut<Signed: SignedInteger>(slice: &mut [Signed]) -> &mut [Signed::
 }
 
 /// The signed integers `same_width` takes, and their unsigned twins.
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
 trait SignedInteger: Copy {
     type Unsigned: Copy;
     /// Evaluated where a slice is reinterpreted: fails the build unless both types
@@ -1576,6 +1582,7 @@ impl SignedInteger for i16 {
 }
 
 /// Up to `N` lines, each `as_slice_of`.
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
 fn as_slices_of<'a, From: 'static, To: 'static, const N: usize>(lines: &[&'a [From]]) -> Option<[&'a [To]; N]> {
     let mut views: [&[To]; N] = [&[]; N];
     for (view, line) in views.iter_mut().zip(lines) {

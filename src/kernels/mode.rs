@@ -222,6 +222,7 @@ impl<T: Element> BlockReducer<T, 8> for MostFrequentOfEight {
     /// outputs, builds alternated in one process (Intel Xeon guest): u64 38.1-38.5 ->
     /// 17.6-18.2 ms, u32 34.4-35.2 -> 11.4-11.7.
     #[inline(always)]
+    #[cfg_attr(not(target_arch = "x86_64"), allow(unused_variables))]
     fn reduce_line_pairs_at(&self, position: usize, lines: &[&[T]], ahead: &ReadAhead<T>, results: &mut [T]) {
         #[cfg(target_arch = "x86_64")]
         let done = {

@@ -83,6 +83,7 @@ pub(crate) fn transpose_into<'r, T: Copy + 'r>(
         unsafe { avx2::transpose_words(rows, cols, &row, dst.as_mut_ptr(), dst_stride) };
         return;
     }
+    #[cfg_attr(not(target_arch = "x86_64"), allow(unused_mut))]
     let (mut blocked_rows, mut blocked_cols) = (0, 0);
     #[cfg(target_arch = "x86_64")]
     if let Some(n) = sse2::block_side::<T>() {

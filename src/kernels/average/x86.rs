@@ -321,6 +321,8 @@ pub(super) unsafe fn packed_byte_means(values: &[u16], out: &mut [u8], sum_bits:
 ///
 /// # Safety
 /// AVX2 is available.
+// Its callers are compiled out under Miri.
+#[cfg_attr(miri, allow(dead_code))]
 #[target_feature(enable = "avx2")]
 pub(super) unsafe fn small_split_means<const N: usize>(
     high: &[u64; N],
@@ -378,6 +380,8 @@ pub(super) unsafe fn small_split_means<const N: usize>(
 ///
 /// # Safety
 /// AVX2 is available.
+// Its callers are compiled out under Miri.
+#[cfg_attr(miri, allow(dead_code))]
 #[target_feature(enable = "avx2")]
 pub(super) unsafe fn split_means<const SIGNED: bool, const N: usize>(
     high: &[u64; N],
