@@ -957,6 +957,18 @@ fn narrow_quotient<T: Element>(sum: i128, count: u64) -> i128 {
     sum / count.max(1) as i128
 }
 
+/// A mean of T from the 64 bits the f64-lane means leave it in (as u64 for unsigned
+/// T, as i64 for signed).
+#[cfg(all(target_arch = "x86_64", not(miri)))]
+#[inline(always)]
+fn mean_of_bits<T: Element>(bits: u64) -> T {
+    T::from_i128(if const { unsigned::<T>() } {
+        bits as i128
+    } else {
+        bits as i64 as i128
+    })
+}
+
 /// Renders a line of `sparse_split_mean`'s sums: runs of small sums (`is_small`) in
 /// f64 lanes, without a branch per voxel.
 struct SparseSplitMeans {
@@ -1089,18 +1101,12 @@ impl SparseSplitMean {
             unsafe {
                 if (0..LINE_CHUNK).all(|x| sum(x).is_small::<T>(split)) {
                     x86::small_split_means(&high, &low, split, &mut means)
-                } else if const { unsigned::<T>() } {
-                    x86::split_means::<false, LINE_CHUNK>(&high, &low, split, &mut means)
                 } else {
-                    x86::split_means::<true, LINE_CHUNK>(&high, &low, split, &mut means)
+                    x86::split_means::<T, LINE_CHUNK>(&high, &low, split, &mut means)
                 }
             }
             for (result, mean) in results.iter_mut().zip(means) {
-                *result = T::from_i128(if const { unsigned::<T>() } {
-                    mean as i128
-                } else {
-                    mean as i64 as i128
-                });
+                *result = mean_of_bits(mean);
             }
             return;
         }
@@ -1905,21 +1911,8 @@ mod tests {
                     let low = std::array::from_fn(|i| sums[i].low);
                     let mut got = [0u64; 8];
                     // SAFETY: the CPU has AVX2.
-                    unsafe {
-                        if unsigned::<T>() {
-                            x86::split_means::<false, 8>(&high, &low, split, &mut got)
-                        } else {
-                            x86::split_means::<true, 8>(&high, &low, split, &mut got)
-                        }
-                    };
-                    let got = got.map(|mean| {
-                        T::from_i128(if unsigned::<T>() {
-                            mean as i128
-                        } else {
-                            mean as i64 as i128
-                        })
-                    });
-                    assert_eq!(got, means, "split {split}, in f64 lanes");
+                    unsafe { x86::split_means::<T, 8>(&high, &low, split, &mut got) };
+                    assert_eq!(got.map(mean_of_bits::<T>), means, "split {split}, in f64 lanes");
                 }
             }
         }

@@ -17,6 +17,7 @@
 
 use super::SparseSplitSum;
 use crate::cascade::ReadAhead;
+use crate::dtype::Element;
 use std::arch::x86_64::{
     __m128i, __m256d, __m256i, _mm256_add_epi16, _mm256_add_epi64, _mm256_add_pd, _mm256_and_si256, _mm256_blendv_epi8,
     _mm256_broadcastsi128_si256, _mm256_castpd_si256, _mm256_castsi256_pd, _mm256_cmp_pd, _mm256_cmpeq_epi64,
@@ -356,7 +357,7 @@ pub(super) unsafe fn small_split_means<const N: usize>(
 }
 
 /// `out[i]` = `SparseSplitSum { high: high[i], low: low[i] }.mean::<T>(split)` for any
-/// sums of a T (`SIGNED` when T is), as u64 bits, four lanes at a time: the 128-bit
+/// sums of a T, as u64 bits (`mean_of_bits`), four lanes at a time: the 128-bit
 /// division by the count that `mean` does with one DIV / IDIV per voxel, here as two
 /// exact f64 divisions, the long division of sum = high * 2^split + low in base
 /// 2^(m + split), m = 50 - 2 * split. With a = high >> m (floored), b = high mod 2^m,
@@ -383,7 +384,7 @@ pub(super) unsafe fn small_split_means<const N: usize>(
 // Its callers are compiled out under Miri.
 #[cfg_attr(miri, allow(dead_code))]
 #[target_feature(enable = "avx2")]
-pub(super) unsafe fn split_means<const SIGNED: bool, const N: usize>(
+pub(super) unsafe fn split_means<T: Element, const N: usize>(
     high: &[u64; N],
     low: &[u64; N],
     split: u32,
@@ -391,6 +392,7 @@ pub(super) unsafe fn split_means<const SIGNED: bool, const N: usize>(
 ) {
     const { assert!(N % 4 == 0) };
     assert!(split <= SparseSplitSum::MAX_SPLIT);
+    let signed = const { !super::unsigned::<T>() };
     let magic_bits = _mm256_set1_epi64x(super::small_f64::MAGIC.to_bits() as i64);
     let magic = _mm256_set1_pd(super::small_f64::MAGIC);
     let low_mask = _mm256_set1_epi64x((1 << SparseSplitSum::COUNT_SHIFT) - 1);
@@ -421,7 +423,7 @@ pub(super) unsafe fn split_means<const SIGNED: bool, const N: usize>(
                 _mm256_cmpeq_epi64(count, _mm256_setzero_si256()),
             ));
             let mut upper = _mm256_srl_epi64(high, lower_shift);
-            if SIGNED {
+            if signed {
                 // Sign-extended: AVX2 has no 64-bit arithmetic shift.
                 upper = _mm256_sub_epi64(_mm256_xor_si256(upper, sign_bit), sign_bit);
             }
@@ -430,7 +432,7 @@ pub(super) unsafe fn split_means<const SIGNED: bool, const N: usize>(
             let rest = _mm256_add_pd(lower, to_f64(_mm256_and_si256(low, low_mask)));
             let (qb, rb) = divide(_mm256_add_pd(_mm256_mul_pd(ra, upper_base), rest), count);
             let mut mean = _mm256_add_epi64(_mm256_sll_epi64(to_i64(qa), upper_shift), to_i64(qb));
-            if SIGNED {
+            if signed {
                 let negative = _mm256_cmpgt_epi64(_mm256_setzero_si256(), mean);
                 let inexact = _mm256_castpd_si256(_mm256_cmp_pd::<_CMP_NEQ_OQ>(rb, _mm256_setzero_pd()));
                 // Adding 1 is subtracting the all-ones mask.
