@@ -969,29 +969,95 @@ fn mean_of_bits<T: Element>(bits: u64) -> T {
     })
 }
 
-/// Renders a line of `sparse_split_mean`'s sums: runs of small sums (`is_small`) in
-/// f64 lanes, without a branch per voxel.
+/// Renders a line of `sparse_split_mean`'s sums a chunk of `LINE_CHUNK` at a time: a
+/// chunk of small sums (`is_small`, as every realistic image's are) in f64 without a
+/// branch per voxel, a chunk with a large one by `split_means_of_chunk` (as one mip's
+/// means are), the line's last few sums by `means_by_runs`.
+///
+/// Against runs of 8 sums each tested and divided as `means_by_runs` does (512x512x64
+/// and 256x256x16, 30% zeros, 3 mips of 2x2x1, one thread, Zen 4 guest, builds
+/// alternated in one process): values of 0-49 1.13-1.19x as fast (int64), 1.06-1.19x
+/// (uint64; once 0.86x by the median); full-range uint64 1.19-1.25x, int64 1.00-1.02x;
+/// 2 mips of 2x2x2 1.04-1.08x. Chunks of small sums through `x86::small_split_means`
+/// instead, as one mip's are: uint64 0.81-0.93x, not inlined into the cascade.
 struct SparseSplitMeans {
     split: u32,
-}
-
-impl SparseSplitMeans {
-    /// Sums tested and divided together.
-    const RUN: usize = 8;
 }
 
 impl<T: Element> RenderLine<SparseSplitSum, T> for SparseSplitMeans {
     #[inline(always)]
     fn render_line(&self, values: &[SparseSplitSum], out: &mut [T]) {
-        for (sums, out) in values.chunks(Self::RUN).zip(out.chunks_mut(Self::RUN)) {
+        let mut sums = values.chunks_exact(LINE_CHUNK);
+        let mut outs = out.chunks_exact_mut(LINE_CHUNK);
+        for (sums, out) in (&mut sums).zip(&mut outs) {
             if sums.iter().all(|sum| sum.is_small::<T>(self.split)) {
                 for (slot, sum) in out.iter_mut().zip(sums) {
                     *slot = T::from_i128(sum.small_mean(self.split) as i128);
                 }
+                continue;
+            }
+            let high: [u64; LINE_CHUNK] = std::array::from_fn(|x| sums[x].high);
+            let low = std::array::from_fn(|x| sums[x].low);
+            split_means_of_chunk(&high, &low, self.split, out.try_into().expect("a whole chunk"));
+        }
+        let last = sums.remainder();
+        means_by_runs(|x| last[x], self.split, outs.into_remainder());
+    }
+}
+
+/// `results[x]` = the mean of the split sum (`high[x]`, `low[x]`): where the CPU has
+/// AVX2, the whole chunk in f64 lanes in one call, by `x86::small_split_means` where
+/// every sum is small (`is_small`, as every realistic image's are), else by
+/// `x86::split_means`; elsewhere by `means_by_runs`.
+///
+/// `split_means` against a DIV / IDIV per voxel (int64 / uint64 of the full range, 30%
+/// zeros, one thread, Zen 4 guest, builds alternated in one process), one mip: 2x2x1
+/// 1.37x / 1.66x as fast in cache (256x256x16), 1.39x / 1.51-1.64x from memory
+/// (512x512x64); 2x2x2 1.27x / 1.48x and 1.31x / 1.52-1.56x; small values unchanged
+/// (0.95-1.02x). Called on a run of 8 sums at a time, it ran 0.9-1.3x as fast as the
+/// DIV, within the noise: perf put a third of the time in it, about 60 cycles a call,
+/// the length of its two dependent divisions, which the next call's scalar work did not
+/// overlap.
+#[inline(always)]
+fn split_means_of_chunk<T: Element, const N: usize>(high: &[u64; N], low: &[u64; N], split: u32, results: &mut [T; N]) {
+    let sum = |x: usize| SparseSplitSum {
+        high: high[x],
+        low: low[x],
+    };
+    #[cfg(all(target_arch = "x86_64", not(miri)))]
+    if std::arch::is_x86_feature_detected!("avx2") {
+        let mut means = [0u64; N];
+        let small = (0..N).all(|x| sum(x).is_small::<T>(split));
+        // SAFETY: the CPU has AVX2.
+        unsafe {
+            if small {
+                x86::small_split_means(high, low, split, &mut means)
             } else {
-                for (slot, sum) in out.iter_mut().zip(sums) {
-                    *slot = sum.mean::<T>(self.split);
-                }
+                x86::split_means::<T, N>(high, low, split, &mut means)
+            }
+        }
+        for (result, mean) in results.iter_mut().zip(means) {
+            *result = mean_of_bits(mean);
+        }
+        return;
+    }
+    means_by_runs(sum, split, results);
+}
+
+/// `results[x]` = the mean of `sum(x)`, a run of 8 at a time: runs of small sums in f64
+/// (`small_mean`, without a branch per voxel), the others by `mean`'s DIV.
+#[inline(always)]
+fn means_by_runs<T: Element>(sum: impl Fn(usize) -> SparseSplitSum, split: u32, results: &mut [T]) {
+    const RUN: usize = 8;
+    for (run, results) in results.chunks_mut(RUN).enumerate() {
+        let start = RUN * run;
+        if (start..start + results.len()).all(|x| sum(x).is_small::<T>(split)) {
+            for (x, result) in (start..).zip(results) {
+                *result = T::from_i128(sum(x).small_mean(split) as i128);
+            }
+        } else {
+            for (x, result) in (start..).zip(results) {
+                *result = sum(x).mean::<T>(split);
             }
         }
     }
@@ -1060,24 +1126,13 @@ impl InRegisterMean for SparseSplitMean {
 
 impl SparseSplitMean {
     /// `chunk` over a whole chunk: its sums' high and low parts go to two arrays, which
-    /// are divided in f64 lanes where the CPU has AVX2, the whole chunk in one call:
-    /// by `x86::small_split_means` where every sum is small (`is_small`, as every
-    /// realistic image's are), else by `x86::split_means`. Elsewhere runs of small sums
-    /// are divided in f64 (as `SparseSplitMeans` does), the others by `mean`'s DIV.
+    /// `split_means_of_chunk` divides.
     ///
     /// Written the obvious way, LLVM left these loops scalar once inlined into the
     /// cascade: over chunks of any length, or with the sums kept as `SparseSplitSum`s
     /// side by side, the sums (one thread, 512x512x64 u64 of 0-49 with 30% zeros, Zen 3:
     /// 2x2x1 at 0.26x the speed of the two-pass way it replaces), and in every form
     /// tried the division (this function with it: 1.09-1.16x as fast as without).
-    /// `split_means` against a DIV / IDIV per voxel (int64 / uint64 of the full range,
-    /// 30% zeros, one thread, Zen 4 guest, builds alternated in one process): 2x2x1
-    /// 1.37x / 1.66x as fast in cache (256x256x16), 1.39x / 1.51-1.64x from memory
-    /// (512x512x64); 2x2x2 1.27x / 1.48x and 1.31x / 1.52-1.56x; small values
-    /// unchanged (0.95-1.02x). Called on a run of 8 sums at a time, it ran 0.9-1.3x as
-    /// fast as the DIV, within the noise: perf put a third of the time in it, about 60
-    /// cycles a call, the length of its two dependent divisions, which the next call's
-    /// scalar work did not overlap.
     #[inline(always)]
     fn whole_chunk<T: Element, const L: usize>(
         &self,
@@ -1089,40 +1144,7 @@ impl SparseSplitMean {
             let sum = self.block_sum(&pieces.map(|piece| &piece[..]), x);
             (high[x], low[x]) = (sum.high, sum.low);
         }
-        let split = self.split;
-        let sum = |x: usize| SparseSplitSum {
-            high: high[x],
-            low: low[x],
-        };
-        #[cfg(all(target_arch = "x86_64", not(miri)))]
-        if std::arch::is_x86_feature_detected!("avx2") {
-            let mut means = [0u64; LINE_CHUNK];
-            // SAFETY: the CPU has AVX2.
-            unsafe {
-                if (0..LINE_CHUNK).all(|x| sum(x).is_small::<T>(split)) {
-                    x86::small_split_means(&high, &low, split, &mut means)
-                } else {
-                    x86::split_means::<T, LINE_CHUNK>(&high, &low, split, &mut means)
-                }
-            }
-            for (result, mean) in results.iter_mut().zip(means) {
-                *result = mean_of_bits(mean);
-            }
-            return;
-        }
-        const RUN: usize = SparseSplitMeans::RUN;
-        for (run, results) in results.chunks_exact_mut(RUN).enumerate() {
-            let start = RUN * run;
-            if (start..start + RUN).all(|x| sum(x).is_small::<T>(split)) {
-                for (x, result) in (start..).zip(results) {
-                    *result = T::from_i128(sum(x).small_mean(split) as i128);
-                }
-            } else {
-                for (x, result) in (start..).zip(results) {
-                    *result = sum(x).mean::<T>(split);
-                }
-            }
-        }
+        split_means_of_chunk(&high, &low, self.split, results);
     }
 }
 
@@ -1882,8 +1904,12 @@ mod tests {
                     let weight = if doubled { 2 * part } else { part };
                     let r = next();
                     let v = match trial % 4 {
-                        // Small values (the f64 division) and background.
-                        0 => T::from_i128((r % 3) as i128 * (r >> 40) as i128 % 1000 - 500 * (r % 2) as i128),
+                        // Small values (the f64 division) and background: in every
+                        // fourth block, and in every block of stretches of 40, so that
+                        // some whole chunks of the rendered line have only small sums.
+                        _ if trial % 4 == 0 || trial / 40 % 2 == 0 => {
+                            T::from_i128((r % 3) as i128 * (r >> 40) as i128 % 1000 - 500 * (r % 2) as i128)
+                        }
                         1 if r % 3 == 0 => T::default(),
                         _ if r % 3 == 0 => random(next()),
                         _ => pool[(r >> 8) as usize % pool.len()],
@@ -1900,7 +1926,8 @@ mod tests {
                 sums.push(sum);
                 means.push(expected);
             }
-            // Runs of small sums, and runs with a large one, rendered as a line.
+            // Chunks and runs of small sums, and ones with a large sum, rendered as a
+            // line (200 sums: 6 whole chunks of LINE_CHUNK, the last 8 a run).
             let mut rendered = vec![T::default(); sums.len()];
             SparseSplitMeans { split }.render_line(&sums, &mut rendered);
             assert_eq!(rendered, means, "split {split}");

@@ -46,7 +46,7 @@ CASES = [
     ("averaging", "uint8", True),  # count and sum packed in u32 (1 mip) or u64
     ("averaging", "uint16", True),  # packed in u64
     ("averaging", "float64", True),
-    ("averaging", "int64", True),  # SparseSplitSum: f64 lanes for small sums, DIV for large
+    ("averaging", "int64", True),  # SparseSplitSum: chunks of small sums in f64, others in lanes
     ("averaging", "uint64", True),
     ("segmentation", "uint64", False),
     ("segmentation", "uint32", True),
@@ -76,11 +76,13 @@ def make(op, dtype, shape, sparse, seed):
         if dtype.kind == "f" and op != "averaging":
             img[rng.random(shape) < 0.05] = np.nan
     if op == "averaging" and dtype.kind in "iu" and dtype.itemsize == 8:
-        # Patches of small values among the full-range ones, so that a line's runs of
-        # sparse means (SparseSplitMean for one mip, SparseSplitMeans for more) take
-        # both ways, small sums (f64 lanes) and large (DIV).
+        # Patches of small values among the full-range ones, so that a line's chunks
+        # of 32 sparse means (SparseSplitMean for one mip, SparseSplitMeans for more)
+        # take both ways: only small sums (f64), or a large one among them (f64 lanes
+        # with AVX2, else DIV). Where axis 0 is long enough, x in [128, 256) is small
+        # throughout: whole chunks of small sums at mips 1 and 2 of 2x2 factors.
         index = np.indices(shape)
-        small = (index[0] // 16 + index[1] // 4) % 2 == 0
+        small = ((index[0] // 16 + index[1] // 4) % 2 == 0) | ((index[0] >= 128) & (index[0] < 256))
         low = 0 if dtype.kind == "u" else -1000
         img[small] = rng.integers(low, 1000, size=int(small.sum())).astype(dtype)
     if sparse:
