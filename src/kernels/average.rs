@@ -916,9 +916,9 @@ impl SparseSplitSum {
 /// Against a long division in base 2^K in two 64-bit divisions (512x512x64 int64 and
 /// uint64 of magnitudes up to 2^60, 30% zeros, one thread, Zen 5, builds alternated in
 /// one process): 2x2x1 1.28-1.33x as fast, 2x2x2 1.22-1.25x. An f64 estimate corrected
-/// by its remainder, without a division, was 0.70-0.84x as fast as this. One mip's
-/// whole chunks divide in f64 lanes instead where the CPU has AVX2
-/// (`SparseSplitMean::whole_chunk`).
+/// by its remainder, without a division, was 0.70-0.84x as fast as this. Where the
+/// CPU has AVX2, whole chunks of sums (one mip's, and the render's of several) divide
+/// in f64 lanes instead (`split_means_of_chunk`); this serves the rest.
 #[inline(always)]
 fn narrow_quotient<T: Element>(sum: i128, count: u64) -> i128 {
     #[cfg(all(target_arch = "x86_64", not(miri)))]
